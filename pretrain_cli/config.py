@@ -1,0 +1,115 @@
+"""Stage configs: one dataclass per stage is at once the library API, the CLI and the manifest record.
+
+    @dataclass(kw_only=True)
+    class TokenizeConfig(StageConfig):
+        stage: ClassVar[str] = "tokenize"
+        vocab_size: int = option(8192, "Size of the WordPiece vocabulary to train.")
+
+        def problems(self) -> list[str]:
+            return ["--vocab-size must be at least 128"] if self.vocab_size < 128 else []
+
+Every field becomes a CLI option (`--vocab-size`) whose help text is the field's doc, so the CLI and
+the config cannot drift apart. `validate()` gathers every problem and raises one `UserError`.
+`config_hash()` covers only the fields that change what the stage writes (`hashed=True`), so a rerun
+with more workers or another progress style is still "up to date".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pretrain_cli.errors import UserError
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, argument: bool = False,
+           hashed: bool = True) -> Any:
+    """A config field that is also a CLI option.
+
+    default: the value when the user says nothing (lists are copied per instance).
+    help: the one-line doc shown by `--help`; required, a test checks every field has one.
+    argument: a positional CLI argument instead of an `--option`.
+    hashed: whether the field changes the stage's output (and so belongs in the config hash).
+    """
+    metadata = {"help": help, "argument": argument, "hashed": hashed}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@dataclasses.dataclass(kw_only=True)
+class StageConfig:
+    """Base of every stage config: validation, serialisation and hashing."""
+
+    stage: ClassVar[str] = ""
+
+    force: bool = option(False, "Replace an existing output made with other options or inputs.",
+                         hashed=False)
+
+    def problems(self) -> list[str]:
+        """Every problem with these options, as user-facing phrases; stages extend this."""
+        return []
+
+    def validate(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise UserError(f"ptk {self.stage}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def hashed_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name))
+                for f in dataclasses.fields(self) if f.metadata.get("hashed", True)}
+
+    def config_hash(self) -> str:
+        blob = json.dumps({"stage": self.stage, **self.hashed_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> StageConfig:
+        """Build a config from YAML/JSON values, converting paths; `where` names the source."""
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"{where}: unknown option(s) {', '.join(unknown)} for `ptk {cls.stage}`; "
+                            f"see `ptk {cls.stage} --help` for the valid ones")
+        kwargs = {}
+        for name, value in values.items():
+            kwargs[name] = _coerce(hints[name], value)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a required field is missing
+            raise UserError(f"{where}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    """Turn a YAML scalar/list into the field's type (only paths need it)."""
+    if value is None:
+        return None
+    args = typing.get_args(hint)
+    if hint is Path or (Path in args):
+        return Path(value)
+    if typing.get_origin(hint) is list and args and args[0] is Path:
+        return [Path(v) for v in (value if isinstance(value, list) else [value])]
+    return value
+
+
+def field_help(config_cls: type[StageConfig]) -> dict[str, str]:
+    """Field name → help text, for the CLI builder and the option/field parity test."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_cls)}
