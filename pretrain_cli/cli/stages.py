@@ -1,22 +1,31 @@
 """Registration of every stage command, in pipeline order.
 
-The stage modules hold only configs at import time (heavy libraries are imported inside `run`),
-so `ptk --help` stays fast.
+To add a stage, add it to `STAGES` in `pretrain_cli/stages/__init__.py`; nothing here changes.
+Stage modules keep heavy libraries (torch, transformers, tokenizers) out of their import-time
+code, so `ptk --help` stays fast.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import typer
 
+from pretrain_cli.cli.build import stage_command
+from pretrain_cli.stages import STAGES, config_class, runner
 
-def lazy_run(module: str) -> Any:
-    """`run` of a stage module, imported only when the command runs."""
-    return lambda cfg: importlib.import_module(module).run(cfg)
+GROUP_HELP = {"corpus": "Build clean document corpora from dumps and text."}
 
 
 def register(app: typer.Typer) -> None:
-    # STAGES: one block per stage, added as each stage lands.
-    pass
+    groups: dict[str, typer.Typer] = {}
+    for stage, (words, _, _) in STAGES.items():
+        cls = config_class(stage)
+        command = stage_command(cls, lambda cfg, stage=stage: runner(stage)(cfg))
+        help_text = (cls.__doc__ or "").strip().split("\n")[0]
+        if len(words) == 1:
+            app.command(words[0], help=help_text)(command)
+            continue
+        group = words[0]
+        if group not in groups:
+            groups[group] = typer.Typer(help=GROUP_HELP.get(group), no_args_is_help=True)
+            app.add_typer(groups[group], name=group)
+        groups[group].command(words[1], help=help_text)(command)
