@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import json
 from pathlib import Path
 
 import datasets
@@ -50,7 +51,7 @@ def test_text_jsonl_and_json_inputs(tmp_path: Path) -> None:
     (tmp_path / "txt").mkdir()
     sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
     (tmp_path / "txt" / "a.txt").write_text(sentence * 5)
-    (tmp_path / "docs.jsonl").write_text('{"body": "%s"}\n' % (sentence * 4).strip())
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"body": (sentence * 4).strip()}) + "\n")
     out = tmp_path / "out"
     result = build(str(tmp_path / "txt"), str(tmp_path / "docs.jsonl"), "--text-field", "body",
                    "--out", str(out), "--no-dedup")
