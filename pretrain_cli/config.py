@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,25 +90,35 @@ class StageConfig:
         if unknown:
             raise UserError(f"{where}: unknown option(s) {', '.join(unknown)} for `ptk {cls.stage}`; "
                             f"see `ptk {cls.stage} --help` for the valid ones")
-        kwargs = {}
-        for name, value in values.items():
-            kwargs[name] = _coerce(hints[name], value)
+        kwargs = {name: _coerce(hints[name], value, f"{where}: {name}") for name, value in values.items()}
         try:
             return cls(**kwargs)
         except TypeError as exc:  # a required field is missing
             raise UserError(f"{where}: {exc}") from None
 
 
-def _coerce(hint: Any, value: Any) -> Any:
-    """Turn a YAML scalar/list into the field's type (only paths need it)."""
-    if value is None:
-        return None
-    args = typing.get_args(hint)
-    if hint is Path or (Path in args):
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check a YAML value against the field's type hint, converting paths; UserError if it does not fit."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, where)
+    if origin is list:
+        return [_coerce(args[0], v, where) for v in (value if isinstance(value, list) else [value])]
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if hint is Path and isinstance(value, str):
         return Path(value)
-    if typing.get_origin(hint) is list and args and args[0] is Path:
-        return [Path(v) for v in (value if isinstance(value, list) else [value])]
-    return value
+    if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, bool) and type(value) is hint:
+        return value
+    raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
 def field_help(config_cls: type[StageConfig]) -> dict[str, str]:

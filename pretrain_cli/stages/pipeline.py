@@ -4,8 +4,9 @@
 
 A pipeline file is a list of steps; each names its stage and gives that stage's options, the same
 names as the CLI flags with underscores (`vocab_size: 8192`). Relative paths are relative to the
-directory ptk runs in. Every step is validated before the first one runs, so a typo in the last
-step does not cost the hours the first ones take.
+directory ptk runs in. Every step is parsed (stage names, option names and types) before the first
+one runs, so a typo in the last step does not cost the hours the first ones take; checks that need
+an earlier step's output (does the model directory exist?) run when the step starts.
 
     steps:
       - stage: corpus
@@ -42,7 +43,7 @@ class PipelineConfig(StageConfig):
 
 
 def load_steps(cfg: PipelineConfig) -> list[StageConfig]:
-    """Parse and validate every step up front."""
+    """Parse every step up front."""
     import yaml
 
     from pretrain_cli.stages import STAGES, config_class
@@ -66,10 +67,6 @@ def load_steps(cfg: PipelineConfig) -> list[StageConfig]:
             raise UserError(f"{where}: unknown stage {name!r}; known stages: {known}")
         stage_cfg = config_class(name).from_dict(options, where=f"{where} ({name})")
         stage_cfg.force = stage_cfg.force or cfg.force
-        try:
-            stage_cfg.validate()
-        except UserError as exc:
-            raise UserError(f"{where}: {exc}") from None
         configs.append(stage_cfg)
     return configs
 
@@ -81,5 +78,9 @@ def run(cfg: PipelineConfig) -> None:
     started = time.perf_counter()
     for number, stage_cfg in enumerate(configs, start=1):
         say(f"── step {number}/{len(configs)}: ptk {stage_cfg.stage}")
+        try:
+            stage_cfg.validate()
+        except UserError as exc:
+            raise UserError(f"{cfg.pipeline}: step {number}: {exc}") from None
         runner(stage_cfg.stage)(stage_cfg)
     say(f"pipeline {cfg.pipeline} finished in {time.perf_counter() - started:.1f} s")
