@@ -4,6 +4,7 @@ States of a directory, as `StageOutput` sees them:
 - `manifest.json` with the same config hash and inputs: up to date, nothing to do;
 - `manifest.json` or `_progress.json` from other options/inputs: refused unless `--force`;
 - `_progress.json` with the same key: an interrupted run; finished shards are kept and skipped;
+- `_progress.json` with another key and nothing written yet: a failed start, silently replaced;
 - anything else in a non-empty directory that is not ptk's: refused, even with `--force`.
 """
 
@@ -65,7 +66,11 @@ class StageOutput:
             self._refuse_or_clear("a finished run made with other options or inputs")
         progress = self._read_progress()
         if progress is not None:
-            if {k: progress.get(k) for k in self.key} == self.key:
+            same_run = {k: progress.get(k) for k in self.key} == self.key
+            started = progress.get("shards") or any((self.directory / n).exists() for n in self.owned)
+            if not same_run and not started:
+                pass  # a run that failed before writing anything: nothing worth keeping
+            elif same_run:
                 self.shards = {s["file"]: ShardInfo(**s) for s in progress["shards"]
                                if (self.directory / s["file"]).is_file()}
                 if self.shards:

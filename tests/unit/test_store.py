@@ -95,3 +95,9 @@ def test_changed_shard_detected(tmp_path: Path) -> None:
     (tmp_path / "o" / shard_name(1)).write_bytes(b"garbage")
     with pytest.raises(UserError, match="changed since"):
         list(iter_shards(read_manifest(m.directory, "toy")))
+
+
+def test_failed_start_does_not_need_force(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        run_toy(ToyConfig(out=tmp_path / "o", scale=3), crash_after=0)
+    assert run_toy(ToyConfig(out=tmp_path / "o")).config["scale"] == 1
