@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pretrain_cli.config import StageConfig, option
-from pretrain_cli.console import say
+from pretrain_cli.console import progress_bar, say
 from pretrain_cli.errors import UserError
-from pretrain_cli.stages.tokenize import TOKENIZER_DIR, ordered_map, progress_bar
+from pretrain_cli.stages.tokenize import TOKENIZER_DIR
+from pretrain_cli.workers import ordered_map
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,20 +15,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pretrain_cli.config import StageConfig, option
-from pretrain_cli.console import console, say
+from pretrain_cli.console import progress_bar, say
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import resolve_input
+from pretrain_cli.workers import ordered_map
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -357,22 +355,3 @@ def _stats(out: StageOutput, unk_id: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------
 # Plumbing shared with `ptk mask`: ordered parallel map and a progress bar.
-
-def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
-    """`map(fn, items)` on `workers` processes, results in input order (so output never depends on it)."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    # spawn, not fork: the parent may already run tokenizers' or torch's thread pools.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(fn, items)
-
-
-@contextmanager
-def progress_bar(name: str, total: int) -> Iterator[Callable[[], None]]:
-    """A transient rich progress bar on stderr: `with progress_bar("mask", n) as advance: advance()`."""
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(name, total=total)
-        yield lambda: bar.advance(task)

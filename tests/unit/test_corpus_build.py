@@ -44,3 +44,12 @@ def test_sources_and_sentences(tmp_path: Path) -> None:
     manifest = run(config(tmp_path / "docs"))
     assert manifest.stats["documents"] == 700
     assert manifest.stats["sentences"] > 3 * manifest.stats["documents"]
+
+
+def test_text_paragraphs_join_wrapped_lines() -> None:
+    from pretrain_cli.stages.corpus.build import paragraphs_of
+
+    wrapped = "The first line of a\nwrapped paragraph.\n\n  Second paragraph\nhere.\n"
+    assert paragraphs_of(wrapped, "text") == ["The first line of a wrapped paragraph.",
+                                              "Second paragraph here."]
+    assert paragraphs_of("One.\nTwo.", "jsonl") == ["One.", "Two."]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,13 +114,22 @@ def read_documents(path: Path, cfg: CorpusConfig, drops: Counter) -> Iterator[Do
     if kind == "text":
         raws = readers.iter_text_documents(path, encoding_errors=cfg.encoding_errors)
     elif kind == "jsonl":
-        raws = readers.iter_jsonl_documents(path, text_field=cfg.text_field)
+        raws = readers.iter_jsonl_documents(path, text_field=cfg.text_field,
+                                            encoding_errors=cfg.encoding_errors)
     else:
         raws = readers.iter_json_documents(path, text_field="extract" if cfg.text_field == "text"
                                            else cfg.text_field)
     for raw in raws:
-        paragraphs = [p.strip() for p in raw.text.split("\n") if p.strip()]
-        yield Document(raw.doc_id, raw.title, raw.source, paragraphs)
+        yield Document(raw.doc_id, raw.title, raw.source, paragraphs_of(raw.text, kind))
+
+
+def paragraphs_of(text: str, kind: str) -> list[str]:
+    """Text files are hard-wrapped, so only blank lines end a paragraph there; in JSON(L) records
+    every newline does (that is how exported lead sections and most dumps mark paragraphs)."""
+    if kind == "text":
+        blocks = re.split(r"\n\s*\n", text)
+        return [" ".join(block.split()) for block in blocks if block.strip()]
+    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def clean_documents(cfg: CorpusConfig, drops: Counter) -> Iterator[dict[str, object]]:
