@@ -18,3 +18,27 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setenv("MPLCONFIGDIR", str(cache / "mpl"))
+
+
+def build_corpus(out, n_docs: int, per_shard: int):
+    """A real `ptk corpus build` of the first `n_docs` Wikipedia lead sections (0: an empty corpus,
+    an edge case the corpus stage itself refuses to write, made here through the store)."""
+    from pathlib import Path
+
+    from pretrain_cli.stages.corpus.build import SCHEMA, CorpusConfig, run
+    from pretrain_cli.store import StageOutput
+
+    cfg = CorpusConfig(inputs=[Path("sample:wiki_summaries")], out=out, limit=n_docs,
+                       docs_per_shard=per_shard)
+    if n_docs:
+        return run(cfg)
+    output = StageOutput(cfg, out)
+    output.up_to_date()
+    output.write_shard("train-00000.arrow", SCHEMA.empty_table())
+    return output.finish(stats={"documents": 0})
+
+
+@pytest.fixture(scope="session")
+def make_corpus():
+    """`make_corpus(out, n_docs, per_shard)`: see `build_corpus`."""
+    return build_corpus

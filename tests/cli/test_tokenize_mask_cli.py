@@ -2,53 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import re
 from pathlib import Path
-from typing import ClassVar
 
 import pyarrow as pa
 import pytest
+from conftest import build_corpus
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
-from pretrain_cli.config import StageConfig, option
-from pretrain_cli.samples import sample_path
-from pretrain_cli.store import Manifest, StageOutput, read_manifest, read_shard, shard_name
+from pretrain_cli.store import StageOutput, read_manifest, read_shard, shard_name
 
 runner = CliRunner()
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-@dataclasses.dataclass(kw_only=True)
-class CorpusConfig(StageConfig):
-    """Stand-in for `ptk corpus build` until the e2e tests chain the real stage."""
-
-    stage: ClassVar[str] = "corpus"
-    out: Path = option(Path("docs"), "Output directory.", hashed=False)
-
-
-def write_corpus(out: Path, n_docs: int, per_shard: int) -> Manifest:
-    """A corpus directory of the first `n_docs` real Wikipedia lead sections, with the corpus schema."""
-    summaries = json.loads(sample_path("wiki_summaries").read_text())
-    titles = list(summaries)[:n_docs]
-    output = StageOutput(CorpusConfig(out=out), out)
-    output.up_to_date()
-    for i, start in enumerate(range(0, n_docs, per_shard)):
-        chunk = titles[start:start + per_shard]
-        texts = [summaries[t]["extract"].strip() for t in chunk]
-        output.write_shard(shard_name(i), pa.table({
-            "id": chunk, "title": chunk, "source": ["json"] * len(chunk), "text": texts,
-            "sentences": [[s for s in SENTENCE_END.split(text) if s] for text in texts]}))
-    return output.finish(stats={"documents": n_docs})
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """docs/ → tokens/ → examples/ through the CLI, once for the module."""
     root = tmp_path_factory.mktemp("pipeline")
-    write_corpus(root / "docs", 600, 300)
+    build_corpus(root / "docs", 600, 300)
     result = runner.invoke(app, ["tokenize", str(root / "docs"), "--out", str(root / "tokens"),
                                  "--vocab-size", "800"])
     assert result.exit_code == 0, result.output
@@ -147,7 +120,7 @@ def test_tokenize_bad_input(pipeline: Path, tmp_path: Path) -> None:
     assert_clean_failure(tokenize(docs, "--vocab-size", "50", "--batch-size", "0"), out,
                          "--vocab-size 50", "--batch-size")
     assert_clean_failure(tokenize(docs, "--vocab-size", "130", "--force"), out, "alphabet")
-    write_corpus(tmp_path / "empty", 0, 10)
+    build_corpus(tmp_path / "empty", 0, 10)
     assert_clean_failure(tokenize(str(tmp_path / "empty")), out, "0 documents")
 
 

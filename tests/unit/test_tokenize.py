@@ -4,48 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
-from typing import ClassVar
 
 import pyarrow as pa
 import pytest
+from conftest import build_corpus
 
-from pretrain_cli.config import StageConfig, option
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import sample_path
+from pretrain_cli.stages.corpus.build import CorpusConfig
 from pretrain_cli.stages.tokenize import TokenizeConfig, encode_table, run, train_tokenizer
 from pretrain_cli.store import Manifest, StageOutput, read_manifest, read_shard, shard_name
-
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-@dataclasses.dataclass(kw_only=True)
-class CorpusConfig(StageConfig):
-    """Stand-in for `ptk corpus build` until the e2e tests chain the real stage."""
-
-    stage: ClassVar[str] = "corpus"
-    out: Path = option(Path("docs"), "Output directory.", hashed=False)
-
-
-def write_corpus(out: Path, n_docs: int, per_shard: int) -> Manifest:
-    """A corpus directory of the first `n_docs` real Wikipedia lead sections, with the corpus schema."""
-    summaries = json.loads(sample_path("wiki_summaries").read_text())
-    titles = list(summaries)[:n_docs]
-    output = StageOutput(CorpusConfig(out=out), out)
-    output.up_to_date()
-    for i, start in enumerate(range(0, n_docs, per_shard)):
-        chunk = titles[start:start + per_shard]
-        texts = [summaries[t]["extract"].strip() for t in chunk]
-        output.write_shard(shard_name(i), pa.table({
-            "id": chunk, "title": chunk, "source": ["json"] * len(chunk), "text": texts,
-            "sentences": [[s for s in SENTENCE_END.split(text) if s] for text in texts]}))
-    return output.finish(stats={"documents": n_docs})
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
-    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs", 1200, 400)
+    return build_corpus(tmp_path_factory.mktemp("corpus") / "docs", 1200, 400)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +87,7 @@ def test_interrupted_run_resumes_to_identical_shards(corpus: Manifest, tokens: M
 def test_reuses_an_existing_tokenizer_whole_sentences(corpus: Manifest, tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    small = write_corpus(tmp_path / "docs", 100, 100)
+    small = build_corpus(tmp_path / "docs", 100, 100)
     cfg = TokenizeConfig(docs=small.directory, out=tmp_path / "tokens", tokenizer=Path("sample:minilm"))
     manifest = run(cfg)
     assert manifest.extra["vocab_size"] == 30522
@@ -149,10 +123,10 @@ def test_unloadable_tokenizer_and_empty_corpus(corpus: Manifest, tmp_path: Path)
     (broken / "tokenizer.json").write_text("{not json")
     with pytest.raises(UserError, match=f"--tokenizer {broken}: cannot load"):
         run(TokenizeConfig(docs=corpus.directory, out=tmp_path / "a", tokenizer=broken))
-    empty = write_corpus(tmp_path / "empty", 0, 10)
+    empty = build_corpus(tmp_path / "empty", 0, 10)
     with pytest.raises(UserError, match="0 documents"):
         run(TokenizeConfig(docs=empty.directory, out=tmp_path / "b"))
-    blank = StageOutput(CorpusConfig(out=tmp_path / "blank"), tmp_path / "blank")
+    blank = StageOutput(CorpusConfig(inputs=[tmp_path], out=tmp_path / "blank"), tmp_path / "blank")
     blank.up_to_date()
     blank.write_shard(shard_name(0), pa.table({"id": ["a", "b"], "sentences": [[], [""]]}))
     blank.finish()
