@@ -1,0 +1,1 @@
+"""Model presets and builders, the pretraining loss (masked positions only), PEFT wiring."""

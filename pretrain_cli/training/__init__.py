@@ -1,0 +1,1 @@
+"""The training engine: example loading, optimiser and schedule, checkpoints, monitoring, the loop."""

@@ -1,0 +1,225 @@
+"""Pair examples as flat numpy columns, and the fixed order in which training reads them.
+
+    examples = PairExamples.from_manifest(read_manifest(examples_dir, "mask"), "train", vocab_size=8192)
+    order = SampleOrder(len(examples), seed=0)
+    batches = MicroBatches(examples, order, start=0, micro_batch_size=32, count=100, pad_id=0)
+    batches[0]   # a Batch of torch tensors, padded to its longest example
+
+Shards stay memory-mapped: each record batch's list columns are kept as their flat value buffer
+plus offsets (zero-copy views), so building a batch slices arrays and never loops over tokens.
+
+Order: epoch e reads the examples in `numpy.random.default_rng((seed, e)).permutation(n)`, and
+training consumes that endless stream front to back. The whole data state is therefore one
+position, shown as (epoch, index in the epoch's permutation): a resumed run starts there and never
+replays the loader. Micro-batch k of rank r reads the `micro` positions starting at
+start + (k·world_size + r)·micro, so one optimizer step (accum micro-batches on every rank)
+consumes exactly micro × accum × world_size positions, whatever the world size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pretrain_cli.errors import UserError
+from pretrain_cli.store import Manifest, iter_shards
+
+COLUMNS = ("input_ids", "segment_b_start", "masked_positions", "masked_labels", "next_sentence_label")
+
+
+@dataclasses.dataclass
+class Batch:
+    """One padded micro-batch; masked positions are flat (row, column) pairs, so no label padding."""
+
+    input_ids: torch.Tensor  # (B, L) int64
+    token_type_ids: torch.Tensor  # (B, L) int64: 0 for [CLS] A [SEP], 1 for B [SEP]
+    attention_mask: torch.Tensor  # (B, L) int64: 1 for real tokens, 0 for padding
+    mlm_rows: torch.Tensor  # (M,) int64
+    mlm_cols: torch.Tensor  # (M,) int64
+    mlm_labels: torch.Tensor  # (M,) int64: the original token at each masked position
+    nsp_labels: torch.Tensor  # (B,) int64: 0 = B follows A, 1 = B is random
+    tokens: int  # real (unpadded) tokens
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def masked(self) -> int:
+        return self.mlm_labels.shape[0]
+
+    def _map(self, fn: object) -> Batch:
+        return Batch(**{f.name: fn(getattr(self, f.name)) if f.name != "tokens" else self.tokens  # type: ignore[operator]
+                        for f in dataclasses.fields(self)})
+
+    def to(self, device: torch.device) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=True))
+
+    def pin_memory(self) -> Batch:  # called by DataLoader(pin_memory=True)
+        return self._map(lambda t: t.pin_memory())
+
+
+@dataclasses.dataclass
+class _Piece:
+    """One record batch of one shard, as numpy views into the memory map."""
+
+    ids: np.ndarray
+    ids_offsets: np.ndarray
+    segment_b: np.ndarray
+    positions: np.ndarray
+    labels: np.ndarray
+    mask_offsets: np.ndarray
+    nsp: np.ndarray
+
+
+def _list_column(batch: pa.RecordBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list column, offsets rebased to the values (record batches may be slices)."""
+    column = batch.column(name)
+    offsets = column.offsets.to_numpy()
+    return column.values.to_numpy()[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+def _check(piece: _Piece, vocab_size: int, where: Path) -> None:
+    """Vectorised sanity checks, so a malformed shard fails here with its name, not deep inside torch."""
+    lengths = np.diff(piece.ids_offsets)
+    length_at_mask = np.repeat(lengths, np.diff(piece.mask_offsets))
+    problem = None
+    if max(piece.ids.max(initial=0), piece.labels.max(initial=0)) >= vocab_size:
+        problem = f"token ids outside the {vocab_size}-token vocabulary of the manifest"
+    elif ((piece.segment_b < 1) | (piece.segment_b > lengths)).any():
+        problem = "segment_b_start outside its example"
+    elif ((piece.positions < 0) | (piece.positions >= length_at_mask)).any():
+        problem = "masked_positions outside their example"
+    if problem:
+        raise UserError(f"{where}: {problem}; rebuild the examples with `ptk mask --force`")
+
+
+class PairExamples:
+    """Every example of one split, addressable by a global row index."""
+
+    def __init__(self, pieces: list[_Piece]) -> None:
+        self.pieces = pieces
+        self.starts = np.cumsum([0] + [len(p.nsp) for p in pieces])
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, split: str, vocab_size: int) -> PairExamples:
+        pieces = []
+        for info, table in iter_shards(manifest, split):
+            where = Path(manifest.directory or ".") / info.file
+            missing = [c for c in COLUMNS if c not in table.column_names]
+            if missing:
+                raise UserError(f"{where}: no column(s) {', '.join(missing)}, so it is not `ptk mask` "
+                                f"output of this ptk; rebuild it with `ptk mask --force`")
+            for batch in table.to_batches():
+                ids, ids_offsets = _list_column(batch, "input_ids")
+                positions, mask_offsets = _list_column(batch, "masked_positions")
+                labels, label_offsets = _list_column(batch, "masked_labels")
+                if not np.array_equal(mask_offsets, label_offsets):
+                    raise UserError(f"{where}: masked_positions and masked_labels differ in length in "
+                                    f"some rows; rebuild it with `ptk mask --force`")
+                pieces.append(_Piece(ids=ids, ids_offsets=ids_offsets,
+                                     segment_b=batch.column("segment_b_start").to_numpy(),
+                                     positions=positions, labels=labels, mask_offsets=mask_offsets,
+                                     nsp=batch.column("next_sentence_label").to_numpy()))
+                _check(pieces[-1], vocab_size, where)
+        if not pieces:
+            raise UserError(f"{manifest.directory}: no {split!r} examples; rebuild it with `ptk mask` "
+                            f"on more text")
+        return cls(pieces)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def lengths(self) -> np.ndarray:
+        """Tokens of every example, in global row order."""
+        return np.concatenate([np.diff(p.ids_offsets) for p in self.pieces])
+
+    def collate(self, indices: np.ndarray, pad_id: int) -> Batch:
+        """The examples at `indices`, padded to the longest of them (a loop over rows, not tokens)."""
+        piece_of = np.searchsorted(self.starts, indices, side="right") - 1
+        local = indices - self.starts[piece_of]
+        spans = [(self.pieces[p], int(i)) for p, i in zip(piece_of, local, strict=True)]
+        lengths = [int(p.ids_offsets[i + 1] - p.ids_offsets[i]) for p, i in spans]
+        width = max(lengths)
+        input_ids = np.full((len(spans), width), pad_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(spans), width), dtype=np.int64)
+        attention_mask = np.zeros((len(spans), width), dtype=np.int64)
+        rows, cols, labels, nsp = [], [], [], np.empty(len(spans), dtype=np.int64)
+        for row, ((piece, i), length) in enumerate(zip(spans, lengths, strict=True)):
+            input_ids[row, :length] = piece.ids[piece.ids_offsets[i]:piece.ids_offsets[i + 1]]
+            attention_mask[row, :length] = 1
+            token_type_ids[row, piece.segment_b[i]:length] = 1
+            a, b = piece.mask_offsets[i], piece.mask_offsets[i + 1]
+            cols.append(piece.positions[a:b])
+            labels.append(piece.labels[a:b])
+            rows.append(np.full(b - a, row, dtype=np.int64))
+            nsp[row] = piece.nsp[i]
+        return Batch(input_ids=torch.from_numpy(input_ids), token_type_ids=torch.from_numpy(token_type_ids),
+                     attention_mask=torch.from_numpy(attention_mask),
+                     mlm_rows=torch.from_numpy(np.concatenate(rows)),
+                     mlm_cols=torch.from_numpy(np.concatenate(cols).astype(np.int64)),
+                     mlm_labels=torch.from_numpy(np.concatenate(labels).astype(np.int64)),
+                     nsp_labels=torch.from_numpy(nsp), tokens=sum(lengths))
+
+
+class SampleOrder:
+    """The endless stream of example indices: a fresh permutation per epoch, fixed by the seed."""
+
+    def __init__(self, num_examples: int, seed: int) -> None:
+        self.num_examples = num_examples
+        self.seed = seed
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._permutations:
+            if len(self._permutations) >= 2:  # a batch spans at most two epochs at a time
+                self._permutations.pop(min(self._permutations))
+            rng = np.random.default_rng((self.seed, epoch))
+            self._permutations[epoch] = rng.permutation(self.num_examples)
+        return self._permutations[epoch]
+
+    def cursor(self, position: int) -> tuple[int, int]:
+        """(epoch, index in that epoch's permutation) of a stream position."""
+        return divmod(position, self.num_examples)
+
+    def take(self, position: int, count: int) -> np.ndarray:
+        """The example indices at stream positions [position, position + count)."""
+        out = []
+        while count > 0:
+            epoch, index = self.cursor(position)
+            chunk = self.permutation(epoch)[index:index + count]
+            out.append(chunk)
+            position += len(chunk)
+            count -= len(chunk)
+        return np.concatenate(out)
+
+
+class MicroBatches(torch.utils.data.Dataset):
+    """Micro-batch k (0 ≤ k < count) of one rank, from stream position `start` on."""
+
+    def __init__(self, examples: PairExamples, order: SampleOrder, *, start: int, micro_batch_size: int,
+                 count: int, pad_id: int, world_size: int = 1, rank: int = 0) -> None:
+        self.examples, self.order = examples, order
+        self.start, self.micro, self.count, self.pad_id = start, micro_batch_size, count, pad_id
+        self.world_size, self.rank = world_size, rank
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> Batch:
+        position = self.start + (k * self.world_size + self.rank) * self.micro
+        return self.examples.collate(self.order.take(position, self.micro), self.pad_id)
+
+
+def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    """Batches in order, built by `workers` processes (0: in this one); workers change speed only."""
+    return torch.utils.data.DataLoader(
+        batches, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+        # DataLoader draws a seed for its workers from this generator; left at None it would draw
+        # from the global torch RNG and shift dropout masks after a resume.
+        generator=torch.Generator().manual_seed(0),
+        prefetch_factor=4 if workers else None, persistent_workers=False)

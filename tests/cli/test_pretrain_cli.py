@@ -1,0 +1,139 @@
+"""`ptk pretrain` through the CLI: a short run, every bad input (exit 2, one line), and a real SIGKILL."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from click.testing import Result
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from pretrain_cli.cli.app import app
+from pretrain_cli.config import StageConfig, option
+from pretrain_cli.samples import sample_path
+from pretrain_cli.store import StageOutput, read_manifest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
+from pretrain_fixtures import shared_examples  # noqa: E402
+
+runner = CliRunner()
+SHORT = ["--max-steps", "3", "--micro-batch-size", "8", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_examples(tmp_path_factory)
+
+
+def pretrain(*args: str) -> Result:
+    return runner.invoke(app, ["pretrain", *args])
+
+
+def assert_clean_failure(result: Result, out: Path, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (out / "manifest.json").exists()
+
+
+def test_short_run_then_up_to_date(examples: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ckpt"
+    result = pretrain(str(examples), "--out", str(out), *SHORT)
+    assert result.exit_code == 0, result.output
+    assert "global batch 8 = 8 micro × 1 accum × 1 process(es)" in result.output
+    assert "step 3: loss" in result.output
+    assert read_manifest(out, "pretrain").stats["steps"] == 3
+    again = pretrain(str(examples), "--out", str(out), *SHORT)
+    assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_missing_examples_dir(tmp_path: Path) -> None:
+    assert_clean_failure(pretrain(str(tmp_path / "nope"), "--out", str(tmp_path / "o")), tmp_path / "o",
+                         "no such directory", "ptk mask")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TokensConfig(StageConfig):
+    stage: ClassVar[str] = "tokenize"
+    out: Path = option(help="Output directory.", hashed=False)
+
+
+def test_foreign_examples_dir(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    output = StageOutput(TokensConfig(out=tokens), tokens)
+    output.up_to_date()
+    output.finish()
+    assert_clean_failure(pretrain(str(tokens), "--out", str(tmp_path / "o")), tmp_path / "o",
+                         "`ptk tokenize` output", "`ptk mask` output is expected")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    assert_clean_failure(pretrain(str(unfinished), "--out", str(tmp_path / "o")), tmp_path / "o",
+                         "no manifest.json")
+
+
+def test_init_with_another_vocabulary(examples: Path, tmp_path: Path) -> None:
+    minilm = sample_path("minilm")
+    vocab = read_manifest(examples, "mask").extra["vocab_size"]
+    result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--init", str(minilm))
+    assert_clean_failure(result, tmp_path / "o", f"{vocab}-token vocabulary", "30522-token vocabulary",
+                         f"ptk tokenize --tokenizer {minilm}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_preset_and_other_bad_options_in_one_line(examples: Path, tmp_path: Path) -> None:
+    result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--preset", "huge",
+                      "--micro-batch-size", "0", "--precision", "fp8")
+    assert_clean_failure(result, tmp_path / "o", "--preset 'huge' is unknown", "tiny, mini, small",
+                         "--micro-batch-size must be at least 1", "--precision 'fp8'")
+
+
+def test_missing_resume_path(examples: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "step-00000100"
+    result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--resume", str(missing))
+    assert_clean_failure(result, tmp_path / "o", "--resume", "not a checkpoint")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_but_absent(examples: Path, tmp_path: Path) -> None:
+    result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--device", "cuda", *SHORT)
+    assert_clean_failure(result, tmp_path / "o", "--device cuda", "--device cpu")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_is_bitwise_identical(examples: Path, tmp_path: Path) -> None:
+    """A real kill -9 after the first checkpoint; the same command then finishes the run exactly."""
+    # one fixed thread count for every run: float sums may be split differently across threads
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    options = ["--max-steps", "40", "--micro-batch-size", "8", "--save-every", "5", "--log-every", "5"]
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "pretrain_cli.cli.app", "pretrain", str(examples), "--out", str(out),
+                *options]
+
+    subprocess.run(command(tmp_path / "whole"), env=env, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "step-00000005").is_dir():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "manifest.json").exists(), "the run finished before the kill; make it longer"
+    subprocess.run(command(killed), env=env, check=True, capture_output=True)
+    assert read_manifest(killed, "pretrain").stats["resumed_from"] is not None
+    whole, resumed = (load_file(p / "final" / "model.safetensors") for p in (tmp_path / "whole", killed))
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        assert torch.equal(whole[name], resumed[name]), name

@@ -1,0 +1,141 @@
+"""`pretrain.run`: the checkpoint directory, skip/refuse/force, resume paths, NaN stop, --init."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from pretrain_fixtures import build_pipeline_examples, shared_examples
+from safetensors.torch import load_file
+
+import pretrain_cli.training.loop as loop
+from pretrain_cli.errors import UserError
+from pretrain_cli.samples import sample_path
+from pretrain_cli.stages.pretrain import PretrainConfig, run
+from pretrain_cli.store import read_manifest
+from pretrain_cli.training.data import Batch
+
+SMALL = {"max_steps": 8, "micro_batch_size": 8, "save_every": 2, "keep_last": 2, "log_every": 2}
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_examples(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "ckpt"
+    run(PretrainConfig(examples=examples, out=out, **SMALL))
+    return out
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(x[k].equal(y[k]) for k in x)
+
+
+def test_layout_manifest_and_metrics(examples: Path, trained: Path) -> None:
+    upstream = read_manifest(examples, "mask")
+    vocab, pairs = upstream.extra["vocab_size"], sum(s.rows for s in upstream.shards_of("train"))
+    names = sorted(p.name for p in trained.iterdir())
+    assert names == ["final", "manifest.json", "metrics.jsonl", "step-00000004", "step-00000006", "tb"]
+    manifest = read_manifest(trained, "pretrain")
+    assert manifest.stats["steps"] == 8 and manifest.stats["samples"] == 64 and manifest.stats["tokens"] > 0
+    assert manifest.stats["tokens_per_s"] > 0 and manifest.stats["loss"] > 0
+    assert manifest.extra["vocab_size"] == vocab and manifest.extra["model_vocab_size"] == -(-vocab // 8) * 8
+    assert manifest.extra["tokenizer_sha256"] == upstream.extra["tokenizer_sha256"]
+    assert manifest.extra["model"]["layers"] == 2 and manifest.extra["num_parameters"] > 500_000
+    assert [s.file for s in manifest.shards] == ["final/model.safetensors"]
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6, 8]
+    assert set(records[0]) == {"step", "tokens", "loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s",
+                               "elapsed_s"}
+    assert records[-1]["tokens"] == manifest.stats["tokens"]
+    assert list((trained / "tb").glob("events.out.tfevents.*"))
+    state = json.loads((trained / "step-00000006" / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["data_cursor"] == {"epoch": 0, "index": 48, "num_examples": pairs}
+
+
+def test_final_loads_with_auto_classes_offline(trained: Path) -> None:
+    from transformers import AutoModelForPreTraining, AutoTokenizer
+
+    model = AutoModelForPreTraining.from_pretrained(trained / "final")
+    tokenizer = AutoTokenizer.from_pretrained(trained / "final")
+    assert type(model).__name__ == "BertForPreTraining"
+    assert model.config.vocab_size == read_manifest(trained, "pretrain").extra["model_vocab_size"]
+    assert tokenizer("the film")["input_ids"][0] == tokenizer.cls_token_id
+
+
+def test_rerun_is_up_to_date_and_other_options_are_refused(examples: Path, trained: Path) -> None:
+    stamp = (trained / "manifest.json").stat().st_mtime_ns
+    again = run(PretrainConfig(examples=examples, out=trained, **{**SMALL, "log_every": 1, "workers": 1}))
+    assert again.stats["steps"] == 8 and (trained / "manifest.json").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="--force"):
+        run(PretrainConfig(examples=examples, out=trained, **{**SMALL, "max_steps": 9}))
+
+
+def test_resume_from_a_given_checkpoint_ends_bitwise_equal(examples: Path, trained: Path,
+                                                           tmp_path: Path) -> None:
+    start = trained / "step-00000004"
+    manifest = run(PretrainConfig(examples=examples, out=tmp_path / "b", resume=str(start), **SMALL))
+    assert manifest.stats["resumed_from"] == str(start)
+    assert same_weights(trained / "final", tmp_path / "b" / "final")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [6, 8]
+
+
+def test_nan_loss_stops_keeps_the_checkpoint_and_the_rerun_recovers(
+        examples: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real = loop.pretraining_loss_sums
+
+    def poisoned(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        mlm, nsp = real(model, batch)
+        return (mlm * float("nan"), nsp) if calls["n"] == 5 else (mlm, nsp)
+
+    monkeypatch.setattr(loop, "pretraining_loss_sums", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(UserError, match=r"step 5: the loss is nan .* last good checkpoint is .*step-0+4"):
+        run(PretrainConfig(examples=examples, out=out, **SMALL))
+    assert not (out / "manifest.json").exists() and (out / "step-00000004").is_dir()
+    monkeypatch.undo()
+    resumed = run(PretrainConfig(examples=examples, out=out, **SMALL))
+    assert resumed.stats["resumed_from"] == str(out / "step-00000004")
+    assert same_weights(trained / "final", out / "final")
+
+
+def test_resume_no_and_force_start_over(examples: Path, trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    run(PretrainConfig(examples=examples, out=out, **{**SMALL, "max_steps": 5}))
+    assert (out / "step-00000004").is_dir()
+    forced = run(PretrainConfig(examples=examples, out=out, force=True, resume="no",
+                                **{**SMALL, "save_every": 100}))
+    assert forced.stats["resumed_from"] is None and not (out / "step-00000004").exists()
+    assert same_weights(trained / "final", out / "final")
+
+
+@pytest.mark.slow
+def test_init_from_minilm_reports_fresh_heads(tmp_path: Path) -> None:
+    minilm = sample_path("minilm")
+    examples = build_pipeline_examples(tmp_path, tokenizer=minilm, articles=30)
+    manifest = run(PretrainConfig(examples=examples, out=tmp_path / "ckpt", init=minilm, max_steps=2,
+                                  micro_batch_size=4, learning_rate=1e-4))
+    assert manifest.extra["model"]["hidden"] == 384 and manifest.extra["model_vocab_size"] == 30528
+    assert "cls.seq_relationship" in manifest.extra["freshly_initialised"]
+    assert not any(name.startswith("bert.") for name in manifest.extra["freshly_initialised"])
+
+
+def test_sequences_longer_than_the_position_table_are_refused(examples: Path, tmp_path: Path) -> None:
+    longer = tmp_path / "examples"
+    shutil.copytree(examples, longer)
+    record = json.loads((longer / "manifest.json").read_text())
+    record["extra"]["max_seq_length"] = 1024
+    (longer / "manifest.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="up to 1024 tokens, but the model reads at most 512 positions"):
+        run(PretrainConfig(examples=longer, out=tmp_path / "o", **SMALL))
+    assert not (tmp_path / "o").exists()
