@@ -114,8 +114,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return Path(value)
     if hint is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads `1e-3` (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, bool) and type(value) is hint:
         return value
     raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -1,0 +1,71 @@
+"""The whole pipeline on a small real sample: layout, manifests, loadable artefacts, up-to-date rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pretrain_cli.cli.app import app
+
+pytestmark = pytest.mark.slow
+
+STAGE_DIRS = {"docs": "corpus", "tokens": "tokenize", "examples": "mask", "ckpt": "pretrain",
+              "ft-full": "finetune", "ft-lora": "finetune", "report": "evaluate"}
+
+
+def pipeline(work: Path) -> dict:
+    finetune = {"stage": "finetune", "task": "rotten_tomatoes", "model": f"{work}/ckpt/final",
+                "seeds": "1,2", "epochs": 1, "train_limit": 400, "max_seq_length": 64}
+    return {"steps": [
+        {"stage": "corpus", "inputs": ["sample:enwiki", "sample:wiki_summaries"], "out": f"{work}/docs",
+         "limit": 400, "docs_per_shard": 100},
+        {"stage": "tokenize", "docs": f"{work}/docs", "out": f"{work}/tokens", "vocab_size": 1500},
+        {"stage": "mask", "tokens": f"{work}/tokens", "out": f"{work}/examples", "max_seq_length": 64,
+         "dupe_factor": 1, "valid_fraction": 0.05},
+        {"stage": "pretrain", "examples": f"{work}/examples", "out": f"{work}/ckpt", "preset": "tiny",
+         "max_steps": 12, "micro_batch_size": 16, "save_every": 5},
+        {**finetune, "out": f"{work}/ft-full", "method": "full"},
+        {**finetune, "out": f"{work}/ft-lora", "method": "lora"},
+        {"stage": "evaluate", "runs": [f"{work}/ckpt", f"{work}/ft-full", f"{work}/ft-lora"],
+         "examples": f"{work}/examples", "out": f"{work}/report"},
+    ]}
+
+
+def test_pipeline_end_to_end(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(yaml.safe_dump(pipeline(work)))
+
+    result = CliRunner().invoke(app, ["run", str(spec)])
+    assert result.exit_code == 0, result.output
+
+    for name, stage in STAGE_DIRS.items():
+        manifest = json.loads((work / name / "manifest.json").read_text())
+        assert manifest["stage"] == stage
+        for shard in manifest["shards"]:
+            assert (work / name / shard["file"]).is_file()
+            if shard["file"].endswith(".arrow"):
+                assert len(datasets.Dataset.from_file(str(work / name / shard["file"]))) == shard["rows"]
+    assert not list(work.rglob("_progress.json")), "a finished stage leaves no progress file"
+
+    from transformers import AutoModelForPreTraining, AutoTokenizer
+
+    model = AutoModelForPreTraining.from_pretrained(work / "ckpt" / "final")
+    tokenizer = AutoTokenizer.from_pretrained(work / "ckpt" / "final")
+    assert model.config.vocab_size >= len(tokenizer)
+    assert AutoTokenizer.from_pretrained(work / "tokens" / "tokenizer").vocab == tokenizer.vocab
+
+    report = json.loads((work / "report" / "report.json").read_text())
+    assert report and (work / "report" / "report.md").is_file()
+    assert list((work / "report").glob("*.png"))
+
+    manifests = {p: p.read_bytes() for p in work.rglob("manifest.json")}
+    again = CliRunner().invoke(app, ["run", str(spec)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("up to date") == len(STAGE_DIRS)
+    assert {p: p.read_bytes() for p in work.rglob("manifest.json")} == manifests
