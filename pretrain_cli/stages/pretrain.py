@@ -116,7 +116,7 @@ def examples_facts(manifest: Manifest) -> ExampleFacts:
     objective = extra.get("objective", "mlm+nsp")
     if objective != "mlm+nsp":
         raise UserError(f"{directory} holds {objective!r} examples, but `ptk pretrain` trains MLM+NSP; "
-                        f"rebuild them with `ptk mask --objective mlm+nsp`")
+                        f"rebuild them with this ptk's `ptk mask`")
     if not (directory / "tokenizer").is_dir():
         raise UserError(f"{directory}/tokenizer: missing, so checkpoints would have no tokenizer; rebuild "
                         f"the examples with `ptk mask --force`")
