@@ -42,3 +42,14 @@ def build_corpus(out, n_docs: int, per_shard: int):
 def make_corpus():
     """`make_corpus(out, n_docs, per_shard)`: see `build_corpus`."""
     return build_corpus
+
+
+def assert_clean_failure(result, out, *needles: str) -> None:
+    """The bad-input contract: exit code 2, one `error:` line naming what is wrong, and no
+    manifest.json in `out` (nothing marked complete)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (out / "manifest.json").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from conftest import assert_clean_failure
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
@@ -19,15 +20,6 @@ runner = CliRunner()
 
 def build(*args: str):
     return runner.invoke(app, ["corpus", "build", *args])
-
-
-def assert_clean_failure(result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (out / "manifest.json").exists()
 
 
 def test_enwiki_dump_builds_documents(tmp_path: Path) -> None:

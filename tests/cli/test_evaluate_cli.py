@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from conftest import assert_clean_failure
 from test_finetune_cli import build_tiny_bert
 from typer.testing import CliRunner
 
@@ -180,15 +181,6 @@ def test_fine_tunes_alone(workspace: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "report" / "loss.png").exists()
     assert "## Pretrained checkpoints" not in (tmp_path / "report" / "report.md").read_text()
-
-
-def assert_clean_failure(result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (out / "manifest.json").exists()
 
 
 def test_errors(workspace: dict[str, Path], tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import assert_clean_failure
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
@@ -70,15 +71,6 @@ def write_rte(directory: Path, train: int = 96, dev: int = 32) -> Path:
 
 def finetune(*args: str):
     return runner.invoke(app, ["finetune", *args])
-
-
-def assert_clean_failure(result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (out / "manifest.json").exists()
 
 
 def test_pair_task_with_lora_over_two_seeds(tiny_bert: Path, tmp_path: Path) -> None:

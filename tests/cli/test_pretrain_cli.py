@@ -14,6 +14,7 @@ from typing import ClassVar
 import pytest
 import torch
 from click.testing import Result
+from conftest import assert_clean_failure
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -36,15 +37,6 @@ def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pretrain(*args: str) -> Result:
     return runner.invoke(app, ["pretrain", *args])
-
-
-def assert_clean_failure(result: Result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (out / "manifest.json").exists()
 
 
 def test_short_run_then_up_to_date(examples: Path, tmp_path: Path) -> None:

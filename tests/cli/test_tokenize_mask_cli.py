@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import build_corpus
+from conftest import assert_clean_failure, build_corpus
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
@@ -29,15 +29,6 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  "--dupe-factor", "2", "--valid-fraction", "0.1"])
     assert result.exit_code == 0, result.output
     return root
-
-
-def assert_clean_failure(result, out: Path, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (out / "manifest.json").exists()
 
 
 def test_tokenize_then_mask(pipeline: Path) -> None:
