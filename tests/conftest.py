@@ -53,3 +53,24 @@ def assert_clean_failure(result, out, *needles: str) -> None:
     for needle in needles:
         assert needle in lines[0], lines[0]
     assert not (out / "manifest.json").exists()
+
+
+def build_tiny_bert(directory, *, vocab_size: int = 800, model_vocab: int | None = None):
+    """A random 2-layer BertForPreTraining and a WordPiece tokenizer trained on real review text,
+    saved in `directory`; `model_vocab` smaller than the tokenizer makes a mismatched pair."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+
+    from pretrain_cli.tasks import load_task
+
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator([e.text for e in load_task("rotten_tomatoes").train[:3000]],
+                                vocab_size=vocab_size, show_progress=False)
+    tokenizer = BertTokenizerFast(vocab=trainer.get_vocab())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=model_vocab or len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertForPreTraining(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

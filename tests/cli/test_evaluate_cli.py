@@ -12,8 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from conftest import assert_clean_failure
-from test_finetune_cli import build_tiny_bert
+from conftest import assert_clean_failure, build_tiny_bert
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_failure
+from conftest import assert_clean_failure, build_tiny_bert
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
@@ -19,26 +19,6 @@ from pretrain_cli.store import read_manifest
 runner = CliRunner()
 TRAIN = ["--epochs", "1", "--batch-size", "16", "--max-seq-length", "64", "--learning-rate", "1e-3",
          "--workers", "1"]
-
-
-def build_tiny_bert(directory: Path, *, vocab_size: int = 600, model_vocab: int | None = None) -> Path:
-    """A random 2-layer BertForPreTraining and a WordPiece tokenizer trained on real review text."""
-    import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
-
-    from pretrain_cli.tasks import load_task
-
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator([e.text for e in load_task("rotten_tomatoes").train[:2000]],
-                                vocab_size=vocab_size, show_progress=False)
-    tokenizer = BertTokenizerFast(vocab=trainer.get_vocab())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=model_vocab or len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertForPreTraining(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_tiny_bert
 
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import sample_path
@@ -17,23 +18,6 @@ from pretrain_cli.stages import finetune
 from pretrain_cli.stages.finetune import FinetuneConfig
 from pretrain_cli.store import read_manifest
 from pretrain_cli.tasks import load_task
-
-
-def build_tiny_bert(directory: Path, *, vocab_size: int = 800, model_vocab: int | None = None) -> Path:
-    """A random 2-layer BertForPreTraining and a WordPiece tokenizer trained on real review text."""
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
-
-    texts = [e.text for e in load_task("rotten_tomatoes").train[:3000]]
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, show_progress=False)
-    tokenizer = BertTokenizerFast(vocab=trainer.get_vocab())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=model_vocab or len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertForPreTraining(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(autouse=True)
