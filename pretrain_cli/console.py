@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -23,3 +24,22 @@ def progress_bar(name: str, total: int) -> Iterator[Callable[[], None]]:
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(name, total=total)
         yield lambda: bar.advance(task)
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load-report tables and progress bars; ptk reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            # peft asks a transformers API that transformers 5 deprecates; nothing for a user to do
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -16,13 +16,11 @@ anywhere, so it is saved beside the adapter (`base_model/`).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pretrain_cli.console import quiet_transformers
 from pretrain_cli.errors import UserError
 from pretrain_cli.store import atomic_write_json, file_sha256
 
@@ -58,24 +56,6 @@ def model_dir_problems(model_dir: Path, *, weights: bool) -> list[str]:
         problems.append(f"--model {model_dir}: no tokenizer (tokenizer.json or vocab.txt); save the "
                         f"tokenizer the model was trained with into it")
     return problems
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """transformers prints load reports and progress bars; ptk reports what matters itself."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            # peft asks a transformers API that transformers 5 deprecates; nothing for a user to do
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(model_dir: Path, max_seq_length: int) -> Any:

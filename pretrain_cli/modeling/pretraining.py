@@ -10,11 +10,10 @@ only those rows go through the MLM head, which on a 30k vocabulary is most of th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pretrain_cli.console import quiet_transformers
 from pretrain_cli.modeling.presets import Preset, bert_config, padded_vocab_size
 
 if TYPE_CHECKING:
@@ -22,22 +21,6 @@ if TYPE_CHECKING:
     from transformers import BertForPreTraining
 
     from pretrain_cli.training.data import Batch
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load-report tables and progress bars; ptk reports what matters itself."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def build_model(preset: Preset, *, vocab_size: int, pad_token_id: int, init: Path | None,

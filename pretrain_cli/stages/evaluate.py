@@ -197,7 +197,7 @@ def load_pretrained(final: Path) -> BertForPreTraining:
     import torch
     from transformers import AutoModelForPreTraining, BertForPreTraining
 
-    from pretrain_cli.modeling.peft_setup import quiet_transformers
+    from pretrain_cli.console import quiet_transformers
 
     with quiet_transformers():
         model = AutoModelForPreTraining.from_pretrained(final, use_safetensors=True, dtype=torch.float32)

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pretrain_cli.console import quiet_transformers
 from pretrain_cli.errors import UserError
-from pretrain_cli.modeling.pretraining import quiet_transformers
 from pretrain_cli.store import atomic_write_json
 
 STEP_DIR = re.compile(r"step-\d{8}")
