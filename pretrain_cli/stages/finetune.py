@@ -157,8 +157,7 @@ def run(cfg: FinetuneConfig) -> Manifest:
     inputs = {"model": files_input("model", model_files(cfg.model_dir, weights=not cfg.random_init)),
               "data": files_input("data", list(task.files))}
     # earlier runs' seed directories are this stage's too: --force must clear them with the rest
-    owned = tuple(sorted({*(p.name for p in cfg.out.glob("seed-*")), *map(seed_dir_name, cfg.seed_list)}))
-    out = StageOutput(cfg, cfg.out, inputs=inputs, owned=owned)
+    out = StageOutput(cfg, cfg.out, inputs=inputs, owned=("seed-*",))
     if (done := out.up_to_date()) is not None:
         return done
     threads = torch.get_num_threads()

@@ -193,8 +193,8 @@ def run(cfg: PretrainConfig) -> Manifest:
     if cfg.device == "cuda":
         resolve_device(cfg.device)  # before anything is written
     # step-* directories are this stage's too: --force must clear them with the rest
-    owned = (FINAL, "tb", "metrics.jsonl", *(p.name for p in cfg.out.glob("step-*")))
-    out = StageOutput(cfg, cfg.out, inputs={"examples": examples}, owned=owned)
+    out = StageOutput(cfg, cfg.out, inputs={"examples": examples},
+                      owned=(FINAL, "tb", "metrics.jsonl", "step-*"))
     if (done := out.up_to_date()) is not None:
         return done
     return _train(cfg, examples, facts, init, out)

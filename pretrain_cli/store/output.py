@@ -10,6 +10,7 @@ States of a directory, as `StageOutput` sees them:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -37,8 +38,8 @@ class StageOutput:
     cfg: the validated stage config (its hash and `force` flag decide skip/refuse/resume).
     directory: where the stage writes.
     inputs: upstream manifests by role ("docs", "tokens", ...); their fingerprints join the key.
-    owned: extra names in `directory` the stage writes (subdirectories such as "tokenizer"),
-        removed with the rest on `--force`; user files are never touched.
+    owned: glob patterns of the other names in `directory` the stage writes ("tokenizer",
+        "step-*"), removed with the rest on `--force`; user files are never touched.
     """
 
     def __init__(self, cfg: StageConfig, directory: Path, inputs: dict[str, Manifest] | None = None,
@@ -58,6 +59,7 @@ class StageOutput:
         """The existing manifest if this exact run already finished; otherwise prepare to (re)write."""
         self._checked = True
         manifest_path = self.directory / MANIFEST
+        written_by_ptk = manifest_path.is_file() or (self.directory / PROGRESS).is_file()
         if manifest_path.is_file():
             existing = read_manifest(self.directory, self.cfg.stage)
             if existing.config_hash == self.key["config_hash"] and existing.inputs == self.inputs:
@@ -67,7 +69,7 @@ class StageOutput:
         progress = self._read_progress()
         if progress is not None:
             same_run = {k: progress.get(k) for k in self.key} == self.key
-            started = progress.get("shards") or any((self.directory / n).exists() for n in self.owned)
+            started = progress.get("shards") or any(map(self._is_owned, self.directory.iterdir()))
             if not same_run and not started:
                 pass  # a run that failed before writing anything: nothing worth keeping
             elif same_run:
@@ -78,7 +80,7 @@ class StageOutput:
                         f"shard(s) kept)")
             else:
                 self._refuse_or_clear("an interrupted run made with other options or inputs")
-        elif self.directory.is_dir() and any(self.directory.iterdir()):
+        elif not written_by_ptk and self.directory.is_dir() and any(self.directory.iterdir()):
             raise UserError(f"{self.directory} is not empty and was not written by `ptk {self.cfg.stage}`; "
                             f"choose an empty or new output directory")
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -126,13 +128,16 @@ class StageOutput:
         atomic_write_json(self.directory / PROGRESS,
                           {**self.key, "shards": [vars(s) for s in self.shards.values()]})
 
+    def _is_owned(self, path: Path) -> bool:
+        return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in self.owned)
+
     def _refuse_or_clear(self, what: str) -> None:
         if not self.cfg.force:
             raise UserError(f"{self.directory} already holds {what}; pass --force to replace it, "
                             f"or choose another output directory")
         for path in self.directory.iterdir():
             ours = (path.name in (MANIFEST, PROGRESS) or path.suffix == ".arrow"
-                    or path.name in self.owned or ".tmp-" in path.name)
+                    or self._is_owned(path) or ".tmp-" in path.name)
             if not ours:
                 continue
             if path.is_dir():

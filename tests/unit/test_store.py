@@ -101,3 +101,17 @@ def test_failed_start_does_not_need_force(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_toy(ToyConfig(out=tmp_path / "o", scale=3), crash_after=0)
     assert run_toy(ToyConfig(out=tmp_path / "o")).config["scale"] == 1
+
+
+def test_force_clears_owned_patterns_and_keeps_user_files(tmp_path: Path) -> None:
+    cfg = ToyConfig(out=tmp_path / "o")
+    out = StageOutput(cfg, cfg.out, owned=("step-*",))
+    out.up_to_date()
+    (cfg.out / "step-00000010").mkdir()
+    (cfg.out / "notes.txt").write_text("mine")
+    out.finish()
+    with pytest.raises(UserError, match="--force"):
+        StageOutput(ToyConfig(out=cfg.out, scale=2), cfg.out, owned=("step-*",)).up_to_date()
+    StageOutput(ToyConfig(out=cfg.out, scale=2, force=True), cfg.out, owned=("step-*",)).up_to_date()
+    assert not (cfg.out / "step-00000010").exists()
+    assert (cfg.out / "notes.txt").read_text() == "mine"
