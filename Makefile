@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python scripts/bench_corpus.py
 	$(BIN)/python scripts/bench_pretrain.py
 
 lint: $(STAMP)

@@ -33,7 +33,7 @@ def stage_command(config_cls: type[StageConfig], run: Callable[[Any], Any]) -> C
     for field in dataclasses.fields(config_cls):
         help_text = field.metadata.get("help", "")
         if field.metadata.get("argument"):
-            marker: Any = typer.Argument(help=help_text, show_default=True)
+            marker: Any = typer.Argument(help=help_text, show_default=True, metavar=field.name.upper())
         else:
             marker = typer.Option(help=help_text, show_default=True)
         if field.default is not dataclasses.MISSING:

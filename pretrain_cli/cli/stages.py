@@ -7,9 +7,12 @@ code, so `ptk --help` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from pretrain_cli.cli.build import stage_command
+from pretrain_cli.cli.build import fail, stage_command
 from pretrain_cli.stages import STAGES, config_class, runner
 
 GROUP_HELP = {"corpus": "Build clean document corpora from dumps and text."}
@@ -26,6 +29,21 @@ def register(app: typer.Typer) -> None:
             continue
         group = words[0]
         if group not in groups:
-            groups[group] = typer.Typer(help=GROUP_HELP.get(group), no_args_is_help=True)
+            groups[group] = typer.Typer(help=GROUP_HELP.get(group), no_args_is_help=True,
+                                        rich_markup_mode=None)
             app.add_typer(groups[group], name=group)
         groups[group].command(words[1], help=help_text)(command)
+    groups["corpus"].command("stats", help="Show what corpus builds kept and dropped, by reason.")(stats)
+
+
+def stats(directories: Annotated[list[Path], typer.Argument(help="Corpus directories (parts are summed).")]
+          ) -> None:
+    from rich.console import Console
+
+    from pretrain_cli.errors import UserError
+    from pretrain_cli.stages.corpus.stats import corpus_stats
+
+    try:
+        Console().print(corpus_stats(directories))  # stdout: the table is the command's output
+    except UserError as error:
+        raise fail(error) from None

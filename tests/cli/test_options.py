@@ -49,6 +49,6 @@ def test_help_documents_every_option_with_default(stage: str) -> None:
             continue
         assert "--" + field.name.replace("_", "-") in flat
     defaults = [f for f in dataclasses.fields(config_class(stage))
-                if f.default is not dataclasses.MISSING and f.default is not None
+                if f.default is not dataclasses.MISSING and f.default not in (None, "")
                 and not f.metadata.get("argument")]
     assert flat.count("[default:") >= len(defaults)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -47,9 +48,48 @@ def test_sources_and_sentences(tmp_path: Path) -> None:
 
 
 def test_text_paragraphs_join_wrapped_lines() -> None:
-    from pretrain_cli.stages.corpus.build import paragraphs_of
+    from pretrain_cli.stages.corpus.clean import to_paragraphs
+    from pretrain_cli.stages.corpus.templates import DEFAULT_POLICY
 
     wrapped = "The first line of a\nwrapped paragraph.\n\n  Second paragraph\nhere.\n"
-    assert paragraphs_of(wrapped, "text") == ["The first line of a wrapped paragraph.",
-                                              "Second paragraph here."]
-    assert paragraphs_of("One.\nTwo.", "jsonl") == ["One.", "Two."]
+    assert to_paragraphs(wrapped, "blocks", DEFAULT_POLICY) == ["The first line of a wrapped paragraph.",
+                                                                "Second paragraph here."]
+    assert to_paragraphs("One.\nTwo.", "lines", DEFAULT_POLICY) == ["One.", "Two."]
+
+
+def test_workers_change_speed_not_bytes(tmp_path: Path) -> None:
+    one = run(config(tmp_path / "one"))
+    two = run(dataclasses.replace(config(tmp_path / "two"), workers=2))
+    assert [s.sha256 for s in two.shards] == [s.sha256 for s in one.shards]
+    assert two.stats == one.stats and two.config_hash == one.config_hash
+
+
+def test_shard_index_splits_records_between_machines(tmp_path: Path) -> None:
+    whole = CorpusConfig(inputs=[Path("sample:enwiki")], out=tmp_path / "whole", near_dedup=False,
+                         dedup_paragraphs=False)
+    parts = [run(dataclasses.replace(whole, out=tmp_path / f"part{i}", shard_index=i, num_shards=3))
+             for i in range(3)]
+    ids = [set(read_ids(part)) for part in parts]
+    assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
+    assert set().union(*ids) == set(read_ids(run(whole)))
+    assert all(20 < len(part_ids) < 50 for part_ids in ids)  # 106 articles, round robin
+
+
+def test_stats_count_every_drop_and_language(tmp_path: Path) -> None:
+    manifest = run(CorpusConfig(inputs=[Path("sample:enwiki"), Path("sample:enwiki")], out=tmp_path / "d"))
+    stats = manifest.stats
+    assert stats["dropped"]["redirect"] == 200  # 100 redirects, read twice
+    assert stats["dropped"]["duplicate"] == stats["documents"]  # the second copy, every article
+    assert stats["languages"]["en"] >= stats["documents"] - 2
+    assert stats["records"] == 2 * 106
+    assert stats["records"] == stats["documents"] + sum(
+        n for reason, n in stats["dropped"].items() if reason not in ("redirect", "non_article_namespace",
+                                                                      "empty_page"))
+
+
+def read_ids(manifest) -> list[str]:
+    import pyarrow as pa
+
+    from pretrain_cli.store import iter_shards
+
+    return [i for _, table in iter_shards(manifest) for i in pa.Table.to_pydict(table)["id"]]

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from pretrain_cli.samples import sample_path
-from pretrain_cli.stages.corpus.dedup import (Deduplicator, KeySet, MinHasher, lsh_params, shingle_hashes,
-                                              text_key)
+from pretrain_cli.stages.corpus.dedup import (
+    Deduplicator,
+    KeySet,
+    MinHasher,
+    lsh_params,
+    shingle_hashes,
+    text_key,
+)
 
 
 def imdb_reviews() -> list[str]:

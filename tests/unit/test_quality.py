@@ -46,7 +46,8 @@ PROSE = ("The river rises in the hills above the town and runs south through far
      QualityThresholds(max_mean_word_length=10), "mean_word_length"),
     ([PROSE + " " + " #tag" * 20],
      QualityThresholds(max_symbol_ratio=0.1), "symbol_ratio"),
-    (["Buy now!", "Buy now!", "Buy now!", PROSE], QualityThresholds(max_repeated_lines=0.3), "repeated_lines"),
+    (["Buy now!", "Buy now!", "Buy now!", PROSE], QualityThresholds(max_repeated_lines=0.3),
+     "repeated_lines"),
 ])
 def test_each_filter_names_its_reason(paragraphs: list[str], limits: QualityThresholds, reason: str) -> None:
     lang, score = language_of("\n".join(paragraphs))
@@ -59,7 +60,8 @@ def test_real_prose_passes_the_default_thresholds() -> None:
     defaults = CorpusConfig(inputs=[], out=sample_path("zh_news"))
     limits = QualityThresholds(
         min_words=defaults.min_words, max_words=defaults.max_words,
-        min_mean_word_length=defaults.min_mean_word_length, max_mean_word_length=defaults.max_mean_word_length,
+        min_mean_word_length=defaults.min_mean_word_length,
+        max_mean_word_length=defaults.max_mean_word_length,
         max_symbol_ratio=defaults.max_symbol_ratio, max_repeated_lines=defaults.max_repeated_lines)
     summaries = json.loads(sample_path("wiki_summaries").read_text(encoding="utf-8"))
     english = [entry["extract"].split("\n") for entry in list(summaries.values())[:300]]

@@ -115,7 +115,7 @@ def test_enwiki_abbreviations_stay_inside_sentences(enwiki: list[str], snippet: 
 
 @pytest.mark.parametrize(("end", "start"), [
     ("run at 240 V.", "For the same amount of power"),            # a unit after a number
-    ("at a height of 2413 ft.", "Alabama's land consists"),
+    ("at a height of 2,413 ft (735 m).", "Alabama's land consists"),
     ("in Washington, D.C.", "He kept close tabs"),                 # an acronym before a sentence opener
     ("possibly in the 7th century B.C.", "The Aethiopis is now lost"),
     ('simply stated, "Thank you Apollo 8.', 'You saved 1968."'),  # sentences inside a quotation

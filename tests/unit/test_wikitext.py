@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pretrain_cli.samples import sample_path
-from pretrain_cli.stages.corpus.mediawiki import iter_pages
-from pretrain_cli.stages.corpus.wikitext import wikitext_to_paragraphs
+from pretrain_cli.stages.corpus.mediawiki import Page, iter_pages
+from pretrain_cli.stages.corpus.templates import DEFAULT_POLICY, TemplatePolicy
+from pretrain_cli.stages.corpus.wikitext import is_disambiguation, wikitext_to_paragraphs
 
 
 def clean(text: str) -> str:
@@ -56,17 +59,19 @@ def clean(text: str) -> str:
      "H2O, x2, red, small next"),
     # templates: dropped, nested and multi-line ones too, with their parentheses tidied away
     ("'''Autism''' ({{IPAc-en|ˈ|ɔː|t|ɪ|z|əm}}) is a {{citation needed|date=May 2015}} disorder",
-     "Autism is a disorder"),
-    ("Albedo ({{IPAc-en|æ|l|ˈ|b|iː|d|oʊ}}; {{respell|al|BEE|doh}}) or x", "Albedo or x"),
-    ("Foo (, {{IPA|x}} born 1900; {{x}}) bar", "Foo (born 1900) bar"),
+     "Autism (/ˈɔːtɪzəm/) is a disorder"),
+    ("Foo (, {{efn|x}} born 1900; {{x}}) bar", "Foo (born 1900) bar"),
+    ("a pig{{sfn|Barnes|1995|p=9}}, a cow{{rp|xxi}} ({{cn}}) and ({{citation needed}}, {{efn|x}})",
+     "a pig, a cow and"),
     ("{{Infobox person\n| name = {{nowrap|Alisa {{small|x}}}}\n| image = {{#if:{{{1|}}}|a|b}}\n}}\n"
      "'''Ayn Rand''' was a writer.", "Ayn Rand was a writer."),
     # the text-carrying templates are rendered
     ("the Greek {{lang|grc|ἀναρχία}}, {{lang-fr|Fou}} and {{transl|ar|ALA|al-asmā’}}",
-     "the Greek ἀναρχία, Fou and al-asmā’"),
+     "the Greek ἀναρχία, French: Fou and al-asmā’"),
     ("At {{convert|1300|mi|km}}, with {{convert|52419|sqmi|km2|abbr=out|sp=us}} and {{convert|150|°C|°F}} "
      "and {{convert|200|to|350|mm|abbr=on}} or {{convert|5|-|7|C}}",
-     "At 1300 mi, with 52419 sq mi and 150 °C and 200 to 350 mm or 5–7 °C"),
+     "At 1,300 mi (2,100 km), with 52,419 square miles (135,760 km²) and 150 °C (302 °F) and 200 to "
+     "350 mm (7.9 to 13.8 in) or 5–7 °C (41–45 °F)"),
     ("{{nowrap|{{lang|fr|[[Paris|la ville]]}}}} is {{nowrap|160 cm}} tall", "la ville is 160 cm tall"),
     ("{{frac|1|2}} cup, {{as of|2010}}, {{nihongo|Tokyo|東京|Tōkyō}}",
      "1/2 cup, As of 2010, Tokyo (東京, Tōkyō)"),
@@ -95,17 +100,81 @@ def test_headings_lists_and_dropped_sections() -> None:
         "(2) Forty-eight hours.", "item one", "numbered", "term : definition", "After rule.", "Kept."]
 
 
+def test_arguments_split_as_mediawiki_splits_them() -> None:
+    policy = TemplatePolicy({"lang": "arg 2", "!": "literal |", "=": "literal =", "quote": "quote",
+                             "nowrap": "first"})
+    # A "|" or "=" an inner template produced is text, not an argument separator or a name.
+    assert wikitext_to_paragraphs("{{lang|fr|a{{!}}b}} {{lang|fr|x {{=}} y}}", policy) == ["a|b x = y"]
+    # name=value is named, 2=value is the second positional argument, a [[link|label]] pipe is the link's.
+    assert wikitext_to_paragraphs("{{lang|fr|2=E = mc2}} {{lang|fr|[[Paris|la ville]]|italic=no}}",
+                                  policy) == ["E = mc2 la ville"]
+    assert wikitext_to_paragraphs("{{quote|text=Jazz is not dead|author=Zappa}}", policy) == [
+        "Jazz is not dead"]
+    assert wikitext_to_paragraphs("{{nowrap|{{lang|fr|{{nowrap|deep}}}}}}", policy) == ["deep"]
+
+
+def test_policy_decides_what_is_rendered_and_orphans_are_tidied() -> None:
+    # The real Albedo and Apollo leads, with pronunciation and language templates dropped by the user:
+    # what WikiExtractor leaves as "Albedo (; )" or "Apollōn ()" is tidied away.
+    quiet = DEFAULT_POLICY.updated({"ipac-*": "drop", "respell": "drop", "lang": "drop", "small": "drop"})
+    albedo = "'''Albedo''' ({{IPAc-en|æ|l|ˈ|b|iː|d|oʊ}}; {{respell|al|BEE|doh}}) is the reflectivity"
+    assert wikitext_to_paragraphs(albedo) == ["Albedo (/ælˈbiːdoʊ/; al-BEE-doh) is the reflectivity"]
+    assert wikitext_to_paragraphs(albedo, quiet) == ["Albedo is the reflectivity"]
+    apollo = ("'''Apollo''' ([[Homeric Greek]]: {{lang|grc|Ἀπόλλων}}, ''Apollōn'' "
+              "({{small|[[Genitive|GEN]]}} {{lang|grc|Ἀπόλλωνος}}); {{lang-la|Apollō}}) is one of the")
+    assert wikitext_to_paragraphs(apollo) == [
+        "Apollo (Homeric Greek: Ἀπόλλων, Apollōn (GEN Ἀπόλλωνος); Latin: Apollō) is one of the"]
+    assert wikitext_to_paragraphs(apollo, quiet) == [
+        "Apollo (Homeric Greek: Apollōn; Latin: Apollō) is one of the"]
+    assert wikitext_to_paragraphs("Apollo ({{IPAc-en|ə|ˈ|p|ɒ|l|oʊ}}; born …)", quiet) == ["Apollo (born …)"]
+
+
 @pytest.fixture(scope="module")
-def cleaned_dump() -> dict[str, list[str]]:
+def real_pages() -> list[Page]:
+    """The articles of both real samples (redirects and other namespaces left out)."""
     pages = [*iter_pages(sample_path("enwiki")), *iter_pages(sample_path("enwiki_tables"))]
-    return {page.title: wikitext_to_paragraphs(page.text) for page in pages
-            if not page.redirect and page.ns == 0}
+    return [page for page in pages if not page.redirect and page.ns == 0]
+
+
+def test_disambiguation_pages(real_pages: list[Page]) -> None:
+    found = {page.title for page in real_pages if is_disambiguation(page.text, page.title)}
+    assert found == {"Alien", "Austin (disambiguation)", "Ada", "Aberdeen (disambiguation)",
+                     "Argument (disambiguation)", "Animal (disambiguation)", "Asia Minor (disambiguation)",
+                     "Aa River"}  # {{disambiguation}}, {{Disambiguation|geo|hndis}}, {{geodis}} …
+    for text in ("{{dab}}", "{{Hndis|Smith, John}}", "{{Letter disambiguation}}", "{{ Disambig }}",
+                 "{{Template:Dab}}", "x\n__DISAMBIG__"):
+        assert is_disambiguation(text, "X")
+    assert is_disambiguation("", "Mercury (disambiguation)")
+    for text in ("{{Disambiguation needed|date=May 2015}}", "{{About|the city|Paris (disambiguation)}}",
+                 "{{Distinguish|Dis}}", "{{Infobox disease}}", "[[Category:Disambiguation pages]]"):
+        assert not is_disambiguation(text, "X")
+
+
+@pytest.mark.parametrize("text", [
+    "{{" * 50_000, "}}" * 50_000, "[[" * 50_000, "{{nowrap|" * 20_000 + "x" * 100_000 + "}}" * 20_000,
+    "{{lang|fr|" * 20_000 + "}}" * 20_000, "<ref>" * 50_000, "<!--" * 50_000, "[http://x " * 20_000,
+    "(" * 100_000, "( , " * 50_000, " ," * 100_000, "{{convert|1|" + "|to|1" * 20_000 + "|km}}",
+    "{{hlist" + "|[[a|b]]" * 30_000 + "}}", "{|\n" * 50_000, "'''" * 50_000,
+    "{{lang|fr|" + " " * 100_000 + "x}}", "{{lang|fr|" + "\n" * 100_000 + "}}",
+])
+def test_pathological_input_stays_linear(text: str) -> None:
+    # A guard, not a benchmark: linear time is tens of milliseconds; quadratic would be minutes.
+    started = time.perf_counter()
+    wikitext_to_paragraphs(text)
+    is_disambiguation(text, "X")
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.fixture(scope="module")
+def cleaned_dump(real_pages: list[Page]) -> dict[str, list[str]]:
+    return {page.title: wikitext_to_paragraphs(page.text) for page in real_pages}
 
 
 def test_whole_real_dump_is_free_of_markup(cleaned_dump: dict[str, list[str]]) -> None:
     assert len(cleaned_dump) == 110
-    leftovers = ["{{", "}}", "[[", "]]", "{|", "|}", "<ref", "</ref", "&amp;", "&nbsp;", "thumb|", "()",
-                 "( )", "__TOC__", "'''"]
+    # What the corpus benchmark counts (markup, and orphans a dropped template leaves), and more.
+    leftovers = ["{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&amp;", "&lt;", "thumb|", "px|",
+                 "()", "( )", "(, ", "(; ", "</ref", "&nbsp;", "__TOC__", "'''"]
     found = {(title, marker) for title, paragraphs in cleaned_dump.items() for paragraph in paragraphs
              for marker in leftovers if marker in paragraph}
     assert not found

@@ -1,53 +1,84 @@
-"""`ptk corpus build`: raw dumps and text files → clean documents split into sentences.
+"""`ptk corpus build`: raw dumps and text files → clean, filtered, deduplicated documents in sentences.
 
     ptk corpus build sample:enwiki sample:wiki_summaries --out work/docs
-    ptk corpus build dump.xml.bz2 notes/ extra.jsonl --text-field body --out work/docs
+    ptk corpus build enwiki-*.xml.bz2 --workers 8 --languages en --out work/docs
+    ptk corpus build dump.xml.bz2 --shard-index 3 --num-shards 16 --out work/docs-3   # machine 3 of 16
 
-Inputs are read in the order given, streaming (a dump is never held in memory). Kept documents are
-cut into shards of `--docs-per-shard` in input order, so the partition depends on the input alone
-and a rerun after an interruption skips the shards it already wrote and writes identical bytes.
+The parent process streams the inputs (a dump is never held in memory) in batches to `--workers`
+processes, which clean, identify the language, filter and sentence-split each document and hash it
+(clean.py); results come back in input order, and the parent drops exact, paragraph and near
+duplicates against everything kept so far (dedup.py). Kept documents are cut into shards of
+`--docs-per-shard` in input order, so the partition depends on the input alone, `--workers` changes
+only the speed, and a rerun after an interruption skips the shards it already wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
+import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pyarrow as pa
 
 from pretrain_cli.config import StageConfig, option
-from pretrain_cli.console import say
+from pretrain_cli.console import console, say
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import resolve_input
 from pretrain_cli.store import Manifest, StageOutput, shard_name
 
-Format = Literal["auto", "mediawiki", "text", "jsonl", "json"]
-WIKI_SUFFIXES = (".xml", ".bz2", ".gz")
+if TYPE_CHECKING:
+    from pretrain_cli.stages.corpus.dedup import Deduplicator
+
+Format = Literal["auto", "mediawiki", "wikiextractor", "text", "jsonl", "json", "parquet", "dataset"]
+BATCH_CHARS = 1 << 20  # records sent to a worker at a time: large enough to amortise the hand-off
 
 SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("source", pa.string()),
-                    ("text", pa.string()), ("sentences", pa.list_(pa.string()))])
+                    ("lang", pa.string()), ("text", pa.string()), ("sentences", pa.list_(pa.string()))])
 
 
 @dataclasses.dataclass(kw_only=True)
 class CorpusConfig(StageConfig):
-    """Build a clean document corpus from MediaWiki dumps, text files/directories and JSON(L)."""
+    """Build a clean document corpus from MediaWiki dumps, WikiExtractor output, text, JSON(L), Parquet."""
 
     stage: ClassVar[str] = "corpus"
 
     inputs: list[Path] = option(help="Input files or directories, read in order; `sample:enwiki` and "
                                 "`sample:wiki_summaries` name the shipped samples.", argument=True)
     out: Path = option(help="Output directory for the document shards and manifest.json.", hashed=False)
-    format: Format = option("auto", "Input format; auto decides per input: .xml/.bz2/.gz MediaWiki, "
-                            ".jsonl JSON lines, .json a title→text dict, directories and .txt text.")
-    text_field: str = option("text", "Field holding the text in JSONL records (in .json dicts: the "
-                             "value itself, or its 'extract' field).")
-    min_chars: int = option(200, "Drop documents shorter than this many characters after cleaning.")
+    format: Format = option("auto", "Input format; auto decides per input from its name and first bytes "
+                            "(see docs/corpus.md).")
+    text_field: str = option("text", "Field holding the text in JSONL, Parquet and saved `datasets` records "
+                             "(in .json dicts: the value itself, or its 'extract' field).")
+    id_field: str = option("", "Field holding a record's id (default: file and line or row).")
+    text_split: Literal["file", "blank-line"] = option(
+        "file", "Text files: one document per file, or documents separated by blank lines with one "
+        "paragraph or sentence per line (the input format of BERT's create_pretraining_data.py).")
+    templates: Path | None = option(None, "YAML file extending or overriding the wikitext template "
+                                    "policy: `templates: {NAME: RULE}` (see docs/corpus.md).")
+    languages: str = option("", "Keep only documents in these languages, comma-separated ISO 639-1 codes "
+                            "(e.g. en,zh); empty keeps every language.")
+    min_language_score: float = option(0.0, "Drop documents whose language probability is below this.")
+    min_words: int = option(30, "Drop documents with fewer words (CJK characters count as words).")
+    max_words: int = option(100_000, "Drop documents with more words (0 = no limit).")
+    min_mean_word_length: float = option(3.0, "Drop documents whose mean word length is below this.")
+    max_mean_word_length: float = option(10.0, "Drop documents whose mean word length is above this.")
+    max_symbol_ratio: float = option(0.1, "Drop documents with more '#' or ellipses per word than this.")
+    max_repeated_lines: float = option(0.3, "Drop documents where more than this share of paragraphs "
+                                       "are repeats of another paragraph of the same document.")
     dedup: bool = option(True, "Drop exact duplicate documents (same text after cleaning).")
+    dedup_paragraphs: bool = option(True, "Remove paragraphs already kept in an earlier document.")
+    near_dedup: bool = option(True, "Drop near-duplicate documents (MinHash LSH on word 5-grams).")
+    near_dedup_threshold: float = option(0.8, "Estimated Jaccard similarity above which a document is a "
+                                         "near duplicate of an earlier one.")
+    workers: int = option(1, "Worker processes for cleaning; the output does not depend on it.", hashed=False)
+    shard_index: int = option(0, "Which part of the input this run builds, with --num-shards.")
+    num_shards: int = option(1, "Split the input records round-robin into this many parts, so that "
+                             "several machines can each build one part of the same dump.")
     docs_per_shard: int = option(2000, "Documents per output shard (fixes the partition).")
     encoding_errors: Literal["strict", "replace"] = option(
         "strict", "Undecodable bytes in text inputs: strict stops with the file and offset, replace "
@@ -58,104 +89,43 @@ class CorpusConfig(StageConfig):
         found = []
         if not self.inputs:
             found.append("give at least one input file or directory")
-        if self.min_chars < 0:
-            found.append("--min-chars must be 0 or more")
+        for name in ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length",
+                     "max_symbol_ratio", "max_repeated_lines", "limit"):
+            if getattr(self, name) < 0:
+                found.append(f"--{name.replace('_', '-')} must be 0 (off) or more")
+        if not 0 <= self.min_language_score <= 1:
+            found.append("--min-language-score must be between 0 and 1")
+        if not 0 < self.near_dedup_threshold < 1:
+            found.append("--near-dedup-threshold must be between 0 and 1 (exclusive)")
         if self.docs_per_shard < 1:
             found.append("--docs-per-shard must be at least 1")
-        if self.limit < 0:
-            found.append("--limit must be 0 (no limit) or more")
+        if self.workers < 1:
+            found.append("--workers must be at least 1")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            found.append("--shard-index must be in 0 … --num-shards - 1")
+        if self.templates is not None and not self.templates.is_file():
+            found.append(f"--templates {self.templates}: no such file")
+        for value in self.inputs:
+            try:
+                if not resolve_input(value).exists():
+                    found.append(f"{value}: no such file or directory; check the path")
+            except UserError as error:  # a sample whose package is not installed
+                found.append(str(error))
         return found
 
+    def hashed_dict(self) -> dict[str, Any]:
+        # The template rules in force (the defaults with the file's changes), not the file's path,
+        # decide the output.
+        from pretrain_cli.stages.corpus.templates import load_template_policy
 
-@dataclasses.dataclass(frozen=True)
-class Document:
-    doc_id: str
-    title: str
-    source: str
-    paragraphs: list[str]
+        values = super().hashed_dict()
+        policy = load_template_policy(self.templates if self.templates and self.templates.is_file() else None)
+        blob = json.dumps(policy.as_dict(), sort_keys=True).encode()
+        values["templates"] = hashlib.sha256(blob).hexdigest()[:16]
+        return values
 
-
-def detect_format(path: Path, configured: str) -> str:
-    if configured != "auto":
-        return configured
-    if path.is_dir() or path.suffix == ".txt":
-        return "text"
-    if path.suffix == ".jsonl":
-        return "jsonl"
-    if path.suffix == ".json":
-        return "json"
-    if path.suffix in WIKI_SUFFIXES:
-        return "mediawiki"
-    raise UserError(f"{path}: cannot tell the input format from the name; pass --format "
-                    f"mediawiki|text|jsonl|json")
-
-
-def read_documents(path: Path, cfg: CorpusConfig, drops: Counter) -> Iterator[Document]:
-    """Every document of one input, as paragraphs of plain text; drops are counted by reason."""
-    from pretrain_cli.stages.corpus import readers
-    from pretrain_cli.stages.corpus.mediawiki import iter_pages
-    from pretrain_cli.stages.corpus.wikitext import wikitext_to_paragraphs
-
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory; check the path")
-    kind = detect_format(path, cfg.format)
-    if kind == "mediawiki":
-        for page in iter_pages(path):
-            if page.redirect:
-                drops["redirect"] += 1
-            elif page.ns != 0:
-                drops["non_article_namespace"] += 1
-            elif not page.text.strip():
-                drops["empty_page"] += 1
-            else:
-                yield Document(f"{path.name}:{page.page_id}", page.title, "mediawiki",
-                               wikitext_to_paragraphs(page.text))
-        return
-    if kind == "text":
-        raws = readers.iter_text_documents(path, encoding_errors=cfg.encoding_errors)
-    elif kind == "jsonl":
-        raws = readers.iter_jsonl_documents(path, text_field=cfg.text_field,
-                                            encoding_errors=cfg.encoding_errors)
-    else:
-        raws = readers.iter_json_documents(path, text_field="extract" if cfg.text_field == "text"
-                                           else cfg.text_field)
-    for raw in raws:
-        yield Document(raw.doc_id, raw.title, raw.source, paragraphs_of(raw.text, kind))
-
-
-def paragraphs_of(text: str, kind: str) -> list[str]:
-    """Text files are hard-wrapped, so only blank lines end a paragraph there; in JSON(L) records
-    every newline does (that is how exported lead sections and most dumps mark paragraphs)."""
-    if kind == "text":
-        blocks = re.split(r"\n\s*\n", text)
-        return [" ".join(block.split()) for block in blocks if block.strip()]
-    return [line.strip() for line in text.split("\n") if line.strip()]
-
-
-def clean_documents(cfg: CorpusConfig, drops: Counter) -> Iterator[dict[str, object]]:
-    """Rows of kept documents in input order: filtered, deduplicated, sentence-split."""
-    from pretrain_cli.stages.corpus.sentences import split_sentences
-
-    seen: set[bytes] = set()
-    kept = 0
-    for value in cfg.inputs:
-        for doc in read_documents(resolve_input(value), cfg, drops):
-            text = "\n".join(doc.paragraphs)
-            if len(text) < cfg.min_chars:
-                drops["too_short"] += 1
-                continue
-            if cfg.dedup:
-                digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-                if digest in seen:
-                    drops["duplicate"] += 1
-                    continue
-                seen.add(digest)
-            sentences = [s for p in doc.paragraphs for s in split_sentences(p)]
-            yield {"id": doc.doc_id, "title": doc.title, "source": doc.source, "text": text,
-                   "sentences": sentences}
-            kept += 1
-            if cfg.limit and kept >= cfg.limit:
-                return
+    def language_set(self) -> frozenset[str]:
+        return frozenset(code.strip().lower() for code in self.languages.split(",") if code.strip())
 
 
 def run(cfg: CorpusConfig) -> Manifest:
@@ -164,8 +134,10 @@ def run(cfg: CorpusConfig) -> Manifest:
         return done
     drops: Counter = Counter()
     totals: Counter = Counter()
+    languages: Counter = Counter()
     batch: list[dict[str, object]] = []
     index = 0
+    started = time.monotonic()
 
     def flush() -> None:
         nonlocal batch, index
@@ -174,10 +146,14 @@ def run(cfg: CorpusConfig) -> Manifest:
             out.write_shard(name, pa.Table.from_pylist(batch, schema=SCHEMA))
         batch, index = [], index + 1
 
-    for row in clean_documents(cfg, drops):
+    from pretrain_cli.stages.corpus.dedup import Deduplicator
+
+    dedup = Deduplicator(documents=cfg.dedup, paragraphs=cfg.dedup_paragraphs, near=cfg.near_dedup)
+    for row in kept_documents(cfg, dedup, drops, totals):
         totals["documents"] += 1
         totals["sentences"] += len(row["sentences"])  # type: ignore[arg-type]
         totals["characters"] += len(row["text"])  # type: ignore[arg-type]
+        languages[row["lang"]] += 1
         batch.append(row)
         if len(batch) == cfg.docs_per_shard:
             flush()
@@ -185,9 +161,86 @@ def run(cfg: CorpusConfig) -> Manifest:
         flush()
     if totals["documents"] == 0:
         raise UserError(f"no documents left from {', '.join(map(str, cfg.inputs))} after cleaning "
-                        f"(dropped: {dict(drops) or 'none'}); check the inputs or lower --min-chars")
-    stats = {**totals, "dropped": dict(sorted(drops.items()))}
+                        f"(dropped: {dict(drops) or 'none'}); check the inputs, --languages or lower "
+                        "--min-words")
+    seconds = time.monotonic() - started
+    stats = {**totals, "languages": dict(languages.most_common()), "dropped": dict(sorted(drops.items())),
+             "dedup_memory_mb": round(dedup.nbytes / 2**20, 1)}
     manifest = out.finish(stats=stats)
     say(f"corpus: {totals['documents']:,} documents, {totals['sentences']:,} sentences, "
-        f"{totals['characters'] / 1e6:.1f} M characters → {cfg.out} (dropped: {stats['dropped']})")
+        f"{totals['characters'] / 1e6:.1f} M characters from {totals['input_characters'] / 1e6:.1f} M "
+        f"in {seconds:.1f} s → {cfg.out} (dropped: {stats['dropped']})")
     return manifest
+
+
+def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
+                   totals: Counter) -> Iterator[dict[str, object]]:
+    """Rows of the kept documents in input order; drops and read totals are counted as they happen."""
+    from functools import partial
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pretrain_cli.stages.corpus.clean import CleanSettings, clean_batch
+    from pretrain_cli.stages.corpus.inputs import InputOptions, iter_records
+    from pretrain_cli.stages.corpus.quality import QualityThresholds, count_words
+    from pretrain_cli.stages.corpus.templates import load_template_policy
+    from pretrain_cli.workers import ordered_map
+
+    limits = QualityThresholds(
+        languages=cfg.language_set(), min_language_score=cfg.min_language_score, min_words=cfg.min_words,
+        max_words=cfg.max_words, min_mean_word_length=cfg.min_mean_word_length,
+        max_mean_word_length=cfg.max_mean_word_length, max_symbol_ratio=cfg.max_symbol_ratio,
+        max_repeated_lines=cfg.max_repeated_lines)
+    settings = CleanSettings(policy=load_template_policy(cfg.templates), limits=limits,
+                             near_dedup_threshold=cfg.near_dedup_threshold if cfg.near_dedup else 0.0)
+    options = InputOptions(format=cfg.format, text_field=cfg.text_field, id_field=cfg.id_field,
+                           text_split=cfg.text_split, encoding_errors=cfg.encoding_errors,
+                           shard_index=cfg.shard_index, num_shards=cfg.num_shards)
+    def batches() -> Iterator[list]:
+        batch, size = [], 0
+        records = iter_records(cfg.inputs, options, drops)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except UserError:
+                # A damaged input: clean what was read before the damage, so that every shard
+                # completed before it is written and kept, then report the damage.
+                if batch:
+                    yield batch
+                raise
+            batch.append(record)
+            size += len(record.text)
+            if size >= BATCH_CHARS:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    with Progress(SpinnerColumn(), TextColumn("corpus {task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("")
+        for docs in ordered_map(partial(clean_batch, settings=settings), batches(), cfg.workers):
+            for doc in docs:
+                totals["records"] += 1  # counted here, not when read: workers read ahead of --limit
+                totals["input_characters"] += doc.input_characters
+                if doc.drop is None:
+                    doc.drop = dedup.check(doc.key, doc.band_keys, doc.paragraph_keys)
+                if doc.drop is None:
+                    keep = dedup.new_paragraphs(doc.paragraph_keys)
+                    paragraphs = [p for p, new in zip(doc.paragraphs, keep, strict=True) if new]
+                    totals["duplicate_paragraphs_removed"] += len(keep) - len(paragraphs)
+                    if not paragraphs or count_words("\n".join(paragraphs)) < cfg.min_words:
+                        doc.drop = "duplicate_paragraphs"
+                if doc.drop is not None:
+                    drops[doc.drop] += 1
+                    continue
+                dedup.remember(doc.key, doc.band_keys, doc.paragraph_keys)
+                sentences = [s for ss, new in zip(doc.sentences, keep, strict=True) if new for s in ss]
+                yield {"id": doc.doc_id, "title": doc.title, "source": doc.source, "lang": doc.lang,
+                       "text": "\n".join(paragraphs), "sentences": sentences}
+                if cfg.limit and totals["documents"] >= cfg.limit:
+                    return
+            progress.update(task, description=f"{totals['records']:,} records, "
+                            f"{totals['input_characters'] / 1e6:,.0f} M characters read")

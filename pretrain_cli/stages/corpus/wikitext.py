@@ -2,15 +2,18 @@
 
     >>> wikitext_to_paragraphs("'''Paris''' is the [[capital city|capital]] of [[France]].<ref>x</ref>")
     ['Paris is the capital of France.']
+    >>> wikitext_to_paragraphs("It is {{convert|10|km|abbr=on}} long.{{citation needed}}", DEFAULT_POLICY)
+    ['It is 10 km (6.2 mi) long.']
 
 Markup is removed in MediaWiki's own order: comments and tags first (refs, math, nowiki …), then
 templates, tables, external and internal links, quotes and HTML, and last the line structure:
 headings end a paragraph and are not emitted, list items become paragraphs of their own, and
 reference-like sections (References, External links, See also …) are dropped whole. Nested
 constructs ({{…}}, [[…]], {|…|}) are reduced by a bracket stack in one pass, so a pathological page
-cannot make cleaning quadratic. A few templates that carry running text ({{lang}}, {{convert}},
-{{nowrap}} …) are rendered; every other template is dropped, and the "()" or "(; " it leaves
-behind is tidied away.
+cannot make cleaning quadratic. Templates follow a TemplatePolicy (templates.py): those that carry
+running text ({{lang}}, {{convert}}, {{nowrap}} …) are rendered, every other one is dropped, and the
+"()" or "(; " a dropped one leaves behind is tidied away. `is_disambiguation` tells disambiguation
+pages apart, so that a caller can drop and count them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+
+from pretrain_cli.stages.corpus.templates import (
+    DEFAULT_POLICY,
+    TemplateCall,
+    TemplatePolicy,
+    normalise_name,
+)
 
 # Sections that hold citations and links rather than prose.
 DROPPED_SECTIONS = frozenset({
@@ -28,6 +38,11 @@ DROPPED_SECTIONS = frozenset({
 _REDIRECT = re.compile(r"\s*#redirect\b", re.IGNORECASE)
 # An unterminated comment hides the rest of the page, as it does in MediaWiki.
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+# {{Disambiguation}}, {{dab}}, {{Hndis}}, {{geodis}}, {{Letter disambiguation}} …: a name that ends in
+# one of these (first letter in either case, as MediaWiki reads it). Written so a page is scanned
+# at the speed of a search for "{{".
+_DISAMBIGUATION = re.compile(r"\{\{[\w ,':-]{0,60}"
+                             r"(?:[Dd]isambig(?:uation)?|DISAMBIG|[Dd]isamb|[Dd]ab|DAB|[Dd]big|[Dd]is)\s*(?:\||\}\})")
 
 # --- tags whose content is kept verbatim, dropped, or unwrapped ---------------------------------
 _LITERAL_TAGS = ("nowiki", "pre")
@@ -58,10 +73,12 @@ _BLOCK = frozenset(_BLOCK_TAGS)
 # --- templates -----------------------------------------------------------------------------------
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}")
 _ARG_TOKEN = re.compile(r"\[\[|\]\]|\|")
-_NAMED_ARG = re.compile(r"\s*[\w -]+=")
-_RANGE_WORDS = frozenset({"to", "and", "or", "by", "x", "×", "+/-", "±"})
-_UNITS = {"C": "°C", "F": "°F", "km2": "km²", "sqkm": "km²", "m2": "m²", "sqmi": "sq mi",
-          "sqft": "sq ft", "m3": "m³", "acre": "acres", "mi2": "sq mi"}
+# "name = value": the name ends at the first "=" and holds no markup, so "<span style=…>" is a value.
+# One character class and no nested quantifier: a long run of spaces cannot make it backtrack.
+_NAMED_ARG = re.compile(r"[^=\[\]{}<>]*=")
+# Deeper nests are dropped: no real page needs them, and the bound keeps the text each level of
+# rendered templates copies linear in the page.
+_MAX_DEPTH = 40
 
 # --- links, quotes, magic words ------------------------------------------------------------------
 _LINK_TOKEN = re.compile(r"\[\[|\]\]")
@@ -78,25 +95,6 @@ _HEADING = re.compile(r"(={1,6})(.+?)(={1,6})")
 # --- tidying a finished paragraph ----------------------------------------------------------------
 _ODD_SPACE = re.compile("[\t\xa0\u2002\u2003\u2009\u200a\u202f]")  # no-break, thin, en and em spaces
 _INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f]")  # soft hyphen, zero-width space, direction marks
-# Rules run in order over a whole page. Each starts at a literal character and scans a bounded
-# run, so a page of spaces or commas stays linear.
-_ORPHANS = (
-    (re.compile(r"  +"), " "),
-    (re.compile(r"\( ?(?:[,;:] ?)*\)"), ""),       # "()", "( )", "(; )": a dropped template's parentheses
-    (re.compile(r"  +"), " "),
-    (re.compile(r" ([,.;!?)])"), r"\1"),            # "word ," where a template or a ref was
-    (re.compile(r"\( "), "("),
-    (re.compile(r"\([,;:]+ ?"), "("),               # "(, born 1900)"
-    (re.compile(r"[,;]{1,8}\)"), ")"),              # "(born 1900;)"
-    (re.compile(r"([,;])[,;]+"), r"\1"),            # "Paris,, France"
-    (re.compile(r"^[ ,;.:]+", re.MULTILINE), ""),
-)
-_WORD = re.compile(r"__[A-Z]+__")
-_HEADING = re.compile(r"(={1,6})(.+?)(={1,6})")
-
-# --- tidying a finished paragraph ----------------------------------------------------------------
-_ODD_SPACE = re.compile("[\t\xa0\u2002\u2003\u2009\u200a\u202f]")  # no-break, thin, en and em spaces
-_INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f]")  # soft hyphen, zero-width space, direction marks
 # Each rule can only start where its first character is, so a long run of spaces or commas stays linear.
 _ORPHANS = (
     (re.compile(r" {2,}"), " "),
@@ -105,20 +103,20 @@ _ORPHANS = (
     (re.compile(r"\( +"), "("),
     (re.compile(r"\([,;:]+ *"), "("),               # "(, born 1900)"
     (re.compile(r"(?<![,;])[,;]+\)"), ")"),         # "(born 1900;)"
-    (re.compile(r"([,;])[,;]+"), r"\1"),            # "Paris,, France"
+    (re.compile(r"([,;:])[,;]+"), r"\1"),           # "Paris,, France", "Greek:, Apollōn"
     (re.compile(r"^[ ,;.:]+", re.MULTILINE), ""),
     (re.compile(r" {2,}"), " "),
 )
 _WORD = re.compile(r"\w")
 
 
-def wikitext_to_paragraphs(text: str) -> list[str]:
-    """The clean paragraphs of one page's wikitext; [] for a redirect."""
+def wikitext_to_paragraphs(text: str, policy: TemplatePolicy = DEFAULT_POLICY) -> list[str]:
+    """The clean paragraphs of one page's wikitext, templates rendered by `policy`; [] for a redirect."""
     if _REDIRECT.match(text):
         return []
     text = _COMMENT.sub("", text)
     text = _replace_elements(text)
-    text = _reduce_nested(text, _TEMPLATE_TOKEN, "{{", _render_template)
+    text = _reduce_templates(text, policy)
     text = _drop_tables(text)
     text = _EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = _reduce_nested(text, _LINK_TOKEN, "[[", _render_link)
@@ -126,6 +124,12 @@ def wikitext_to_paragraphs(text: str) -> list[str]:
     text = _HTML_TAG.sub(_html_tag, text)
     text = _MAGIC_WORD.sub("", text)
     return _tidy(_paragraphs(text))
+
+
+def is_disambiguation(text: str, title: str) -> bool:
+    """Whether a page is a disambiguation page: a list of links to articles, not an article."""
+    return (title.rstrip().endswith("(disambiguation)") or "__DISAMBIG__" in text
+            or _DISAMBIGUATION.search(text) is not None)
 
 
 def _replace_elements(text: str) -> str:
@@ -153,6 +157,85 @@ def _replace_elements(text: str) -> str:
     return "".join(out)
 
 
+class _Rendered(str):
+    """Text a template produced: to the template around it, its "|" and "=" are text, not markup."""
+
+    __slots__ = ()
+
+
+def _reduce_templates(text: str, policy: TemplatePolicy) -> str:
+    """Replace each {{…}}, innermost first, with what the policy renders for it ("" when it has no rule).
+
+    A frame is kept as its pieces, raw text and rendered text apart, because MediaWiki splits a
+    template's arguments before the templates inside them expand: {{lang|fr|a{{!}}b}} has two
+    arguments, not three. An unmatched "}}" is dropped and a "{{" that never closes keeps its inside.
+    """
+    if "{{" not in text and "}}" not in text:
+        return text
+    stack: list[list[str]] = [[]]
+    pos = 0
+    for match in _TEMPLATE_TOKEN.finditer(text):
+        stack[-1].append(text[pos:match.start()])
+        pos = match.end()
+        if match.group() == "{{":
+            stack.append([])
+        elif len(stack) > 1:
+            pieces = stack.pop()
+            rendered = _render_template(pieces, policy) if len(stack) <= _MAX_DEPTH else ""
+            if rendered:
+                stack[-1].append(_Rendered(rendered))
+    stack[-1].append(text[pos:])
+    return "".join(piece for frame in stack for piece in frame)
+
+
+def _render_template(pieces: list[str], policy: TemplatePolicy) -> str:
+    # pieces alternate raw text (pieces[0] always) and rendered text; the name is in pieces[0].
+    raw_name = pieces[0].partition("|")[0]
+    rule = policy.rule_for(raw_name)
+    if rule is None:
+        return ""
+    return rule.render(_template_call(normalise_name(raw_name), pieces))
+
+
+def _template_call(name: str, pieces: list[str]) -> TemplateCall:
+    """Split a template's pieces into positional and named arguments at its own "|"s: not those of
+    [[target|label]] links, nor those that inner templates rendered."""
+    args: list[list[str]] = [[]]
+    depth = 0  # of [[ ]] around the current position
+    for piece in pieces:
+        if type(piece) is _Rendered:
+            args[-1].append(piece)
+            continue
+        start = 0
+        for match in _ARG_TOKEN.finditer(piece):
+            token = match.group()
+            if token == "[[":
+                depth += 1
+            elif token == "]]":
+                depth = max(depth - 1, 0)
+            elif depth == 0:
+                args[-1].append(piece[start:match.start()])
+                args.append([])
+                start = match.end()
+        args[-1].append(piece[start:])
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for parts in args[1:]:
+        value = "".join(parts)
+        # parts[0] is raw text, so a name made by an inner template stays part of a positional value.
+        match = _NAMED_ARG.match(parts[0])
+        if match is None:
+            positional.append(value.strip())
+        else:
+            named[match.group()[:-1].strip()] = value[match.end():].strip()
+    # "2=text" fills the second positional argument, as MediaWiki numbers them.
+    for key in [key for key in named if key.isdigit() and 0 < int(key) <= 50]:
+        n = int(key)
+        positional.extend([""] * (n - len(positional)))
+        positional[n - 1] = named.pop(key)
+    return TemplateCall(name, tuple(positional), named)
+
+
 def _reduce_nested(text: str, tokens: re.Pattern[str], opening: str, render: Callable[[str], str]) -> str:
     """Replace each balanced `opening … closing` span, innermost first, with `render(inside)`.
 
@@ -170,83 +253,10 @@ def _reduce_nested(text: str, tokens: re.Pattern[str], opening: str, render: Cal
             stack.append([])
         elif len(stack) > 1:
             inside = "".join(stack.pop())
-            stack[-1].append(render(inside))
+            stack[-1].append(render(inside) if len(stack) <= _MAX_DEPTH else "")
     stack[-1].append(text[pos:])
     # Unclosed openers vanish and their frames simply follow their parents' text.
     return "".join(piece for frame in stack for piece in frame)
-
-
-def _render_template(inside: str) -> str:
-    name, pipe, rest = inside.partition("|")
-    name = " ".join(name.replace("_", " ").split()).lower().removeprefix("template:")
-    render = _INLINE_TEMPLATES.get(name)
-    if render is None and name.startswith("lang-"):
-        render = _first
-    if render is None:
-        return ""
-    return render(_positional_args(rest) if pipe else [])
-
-
-def _positional_args(rest: str) -> list[str]:
-    if "[[" in rest:  # a "|" inside [[target|label]] does not separate arguments
-        parts, depth, start = [], 0, 0
-        for match in _ARG_TOKEN.finditer(rest):
-            token = match.group()
-            if token == "[[":
-                depth += 1
-            elif token == "]]":
-                depth = max(depth - 1, 0)
-            elif depth == 0:
-                parts.append(rest[start:match.start()])
-                start = match.end()
-        parts.append(rest[start:])
-    else:
-        parts = rest.split("|")
-    return [part.strip() for part in parts if not _NAMED_ARG.match(part)]
-
-
-def _first(args: list[str]) -> str:
-    return args[0] if args else ""
-
-
-def _convert(args: list[str]) -> str:
-    """{{convert|10|km|mi}} → "10 km"; {{convert|10|to|20|C}} → "10 to 20 °C"."""
-    if not args:
-        return ""
-    text, i = args[0], 1
-    while i + 1 < len(args) and (args[i] in _RANGE_WORDS or args[i] in ("-", "–")):
-        text += ("–" if args[i] in ("-", "–") else f" {args[i]} ") + args[i + 1]
-        i += 2
-    unit = args[i] if i < len(args) else ""
-    return f"{text} {_UNITS.get(unit, unit)}".strip()
-
-
-def _fraction(args: list[str]) -> str:
-    """{{frac|2}} → "1/2", {{frac|3|4}} → "3/4", {{frac|1|1|2}} → "1 1/2"."""
-    if len(args) == 1:
-        return f"1/{args[0]}"
-    if len(args) == 2:
-        return f"{args[0]}/{args[1]}"
-    return f"{args[0]} {args[1]}/{args[2]}" if len(args) > 2 else ""
-
-
-def _nihongo(args: list[str]) -> str:
-    """{{nihongo|English|漢字|rōmaji}} → "English (漢字, rōmaji)"."""
-    extra = ", ".join(arg for arg in args[1:3] if arg)
-    return f"{_first(args)} ({extra})" if extra else _first(args)
-
-
-_INLINE_TEMPLATES: dict[str, Callable[[list[str]], str]] = {
-    "lang": lambda args: args[1] if len(args) > 1 else "",
-    "transl": lambda args: args[-1] if len(args) > 1 else "",  # {{transl|ar|ALA|ā}}: the text comes last
-    "nowrap": _first, "nobr": _first, "small": _first, "smaller": _first, "big": _first,
-    "nihongo": _nihongo,
-    "convert": _convert, "cvt": _convert,
-    "frac": _fraction,
-    "as of": lambda args: f"As of {args[0]}" if args else "",
-    "nbsp": lambda args: " ", "ndash": lambda args: "–", "mdash": lambda args: "—",
-    "'s": lambda args: "'s", "'": lambda args: "'",
-}
 
 
 def _drop_tables(text: str) -> str:
