@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 Format = Literal["auto", "mediawiki", "wikiextractor", "text", "jsonl", "json", "parquet", "dataset"]
 BATCH_CHARS = 1 << 20  # records sent to a worker at a time: large enough to amortise the hand-off
+# A shard also closes at this much text, so a shard of long documents (books, big articles) cannot
+# grow memory beyond a fixed bound; both limits depend on the input alone, never on timing.
+SHARD_CHARACTERS = 1 << 24
 
 SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("source", pa.string()),
                     ("lang", pa.string()), ("text", pa.string()), ("sentences", pa.list_(pa.string()))])
@@ -79,7 +82,8 @@ class CorpusConfig(StageConfig):
     shard_index: int = option(0, "Which part of the input this run builds, with --num-shards.")
     num_shards: int = option(1, "Split the input records round-robin into this many parts, so that "
                              "several machines can each build one part of the same dump.")
-    docs_per_shard: int = option(2000, "Documents per output shard (fixes the partition).")
+    docs_per_shard: int = option(2000, "Documents per output shard, at most (a shard also closes at 16 M "
+                                 "characters); fixes the partition.")
     encoding_errors: Literal["strict", "replace"] = option(
         "strict", "Undecodable bytes in text inputs: strict stops with the file and offset, replace "
         "substitutes U+FFFD.")
@@ -135,16 +139,17 @@ def run(cfg: CorpusConfig) -> Manifest:
     drops: Counter = Counter()
     totals: Counter = Counter()
     languages: Counter = Counter()
-    batch: list[dict[str, object]] = []
+    shard = ShardBuffer()
     index = 0
     started = time.monotonic()
 
     def flush() -> None:
-        nonlocal batch, index
+        nonlocal index
         name = shard_name(index)
+        table = shard.take()
         if not out.has_shard(name):  # on resume, finished shards are recomputed but not rewritten
-            out.write_shard(name, pa.Table.from_pylist(batch, schema=SCHEMA))
-        batch, index = [], index + 1
+            out.write_shard(name, table)
+        index += 1
 
     from pretrain_cli.stages.corpus.dedup import Deduplicator
 
@@ -154,10 +159,10 @@ def run(cfg: CorpusConfig) -> Manifest:
         totals["sentences"] += len(row["sentences"])  # type: ignore[arg-type]
         totals["characters"] += len(row["text"])  # type: ignore[arg-type]
         languages[row["lang"]] += 1
-        batch.append(row)
-        if len(batch) == cfg.docs_per_shard:
+        shard.add(row)
+        if shard.documents == cfg.docs_per_shard or shard.characters >= SHARD_CHARACTERS:
             flush()
-    if batch:
+    if shard.documents:
         flush()
     if totals["documents"] == 0:
         raise UserError(f"no documents left from {', '.join(map(str, cfg.inputs))} after cleaning "
@@ -171,6 +176,29 @@ def run(cfg: CorpusConfig) -> Manifest:
         f"{totals['characters'] / 1e6:.1f} M characters from {totals['input_characters'] / 1e6:.1f} M "
         f"in {seconds:.1f} s → {cfg.out} (dropped: {stats['dropped']})")
     return manifest
+
+
+class ShardBuffer:
+    """The documents of the shard being filled, held as Arrow record batches: compact, where
+    thousands of documents as Python strings and lists would cost several times their text."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+        self.rows: list[dict[str, object]] = []
+        self.documents = self.characters = 0
+
+    def add(self, row: dict[str, object]) -> None:
+        self.rows.append(row)
+        self.documents += 1
+        self.characters += len(row["text"])  # type: ignore[arg-type]
+        if len(self.rows) == 64:
+            self.batches.append(pa.RecordBatch.from_pylist(self.rows, schema=SCHEMA))
+            self.rows = []
+
+    def take(self) -> pa.Table:
+        batches = [*self.batches, pa.RecordBatch.from_pylist(self.rows, schema=SCHEMA)]
+        self.__init__()
+        return pa.Table.from_batches(batches, schema=SCHEMA).combine_chunks()
 
 
 def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
