@@ -259,7 +259,8 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                     keep = dedup.new_paragraphs(doc.paragraph_keys)
                     paragraphs = [p for p, new in zip(doc.paragraphs, keep, strict=True) if new]
                     totals["duplicate_paragraphs_removed"] += len(keep) - len(paragraphs)
-                    if not paragraphs or count_words("\n".join(paragraphs)) < cfg.min_words:
+                    if not paragraphs or (len(paragraphs) < len(keep)
+                                          and count_words("\n".join(paragraphs)) < cfg.min_words):
                         doc.drop = "duplicate_paragraphs"
                 if doc.drop is not None:
                     drops[doc.drop] += 1

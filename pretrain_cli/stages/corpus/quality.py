@@ -18,8 +18,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-# A language is decided from the start of a document: enough for a confident call, and cheap.
-LANGUAGE_SAMPLE_CHARS = 2000
+# A language is decided from the start of a document: a paragraph or two of prose is enough for a
+# confident call, and the cost grows with the sample.
+LANGUAGE_SAMPLE_CHARS = 1000
 # Scripts written without spaces between words: their "words" are counted as characters and the
 # mean-word-length filter does not apply.
 _UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
