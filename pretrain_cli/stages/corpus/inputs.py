@@ -51,23 +51,26 @@ def iter_records(inputs: list[Path], options: InputOptions, drops: Counter) -> I
     """This machine's share of the records of every input, in input order."""
     number = 0
     for value in inputs:
-        for record in _records(resolve_input(value), options, drops):
+        for record in _records(resolve_input(value), options):
             number += 1
-            if (number - 1) % options.num_shards == options.shard_index and record is not None:
+            if (number - 1) % options.num_shards != options.shard_index:
+                continue
+            if isinstance(record, str):
+                drops[record] += 1
+            else:
                 yield record
 
 
-def _records(path: Path, options: InputOptions, drops: Counter) -> Iterator[Record | None]:
-    """The records of one input; None stands for a page dropped here, so record numbers (and with
-    them the split between machines) do not depend on what is dropped."""
+def _records(path: Path, options: InputOptions) -> Iterator[Record | str]:
+    """The records of one input; a page dropped here stands as its drop reason, so record numbers
+    (and with them the split between machines) do not depend on what is dropped."""
     kind = readers.detect_format(path, options.format)
     if kind == "mediawiki":
         for page in iter_pages(path):
             reason = ("redirect" if page.redirect else "non_article_namespace" if page.ns != 0
                       else "empty_page" if not page.text.strip() else None)
             if reason:
-                drops[reason] += 1
-                yield None
+                yield reason
             else:
                 yield Record(f"{path.name}:{page.page_id}", page.title, kind, "wikitext", page.text)
         return
