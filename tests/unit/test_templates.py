@@ -277,7 +277,7 @@ def test_yaml_file_extends_and_overrides_the_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "needles"), [
     ("templates:\n  ship: formatt {1}\n",
-     ["template 'ship'", "unknown rule 'formatt {1}'", "valid rules: drop"]),
+     ["template 'ship'", "unknown rule 'formatt {1}'", "valid rules: arg N"]),
     ("templates:\n  ship: [first]\n  sclass: arg 0\n",
      ["template 'ship': rule ['first'] is not a string", "template 'sclass': unknown rule 'arg 0'"]),
     ("templates:\n  42: first\n  '': drop\n", ["template name 42 is not a non-empty string",

@@ -151,9 +151,6 @@ def load_template_policy(path: Path | None) -> TemplatePolicy:
 
 # --- rules -----------------------------------------------------------------------------------------
 
-VALID_RULES = ("drop, first, last, arg N, named NAME, join SEP, literal TEXT, "
-               "format TEXT (with {1} and {name} placeholders), "
-               "convert, langx, ipa, ipac, respell, quote, date, as-of, frac, nihongo, val, ill")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -673,6 +670,8 @@ _RENDERERS: dict[str, Renderer] = {
     "ipac": _ipac, "respell": _respell, "quote": _quote, "date": _date, "as-of": _as_of, "frac": _frac,
     "nihongo": _nihongo, "val": _val, "ill": _ill,
 }
+VALID_RULES = ("arg N, named NAME, join SEP, literal TEXT, format TEXT (with {1} and {name} placeholders), "
+               + ", ".join(_RENDERERS))
 
 
 # --- the default policy: templates that carry running text on English Wikipedia ---------------------
