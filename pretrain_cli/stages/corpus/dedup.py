@@ -138,8 +138,8 @@ class Deduplicator:
 class MinHasher:
     """MinHash band keys of a text: equal keys in any band mark a likely near duplicate.
 
-    The signature is one-permutation MinHash (Li, Owen & Zhang 2012) with rotation densification
-    (Shrivastava & Li 2014): each shingle is hashed once and falls into one of 128 bins, each bin
+    The signature is one-permutation MinHash (Li, Owen & Zhang 2012) with densification by random
+    probing (Shrivastava 2017): each shingle is hashed once and falls into one of 128 bins, each bin
     keeps its minimum. Its Jaccard estimate matches 128-permutation MinHash at 1/128 of the hashing,
     which is what lets near-dedup keep pace with cleaning.
     """
@@ -148,6 +148,8 @@ class MinHasher:
         assert bands * rows <= NUM_PERM
         self.bands, self.rows = bands, rows
         self._salt = np.uint64(seed * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)
+        # Where each empty bin looks for a filled one: a fixed random sequence of bins per bin.
+        self._probes = np.random.default_rng(seed).integers(0, NUM_PERM, size=(NUM_PERM, _PROBES))
         self._band_salt = np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 
     @classmethod
@@ -164,13 +166,21 @@ class MinHasher:
         np.minimum.at(signature, (hashed >> np.uint64(57)).astype(np.intp), hashed & _LOW57)
         empty = signature == _EMPTY
         if empty.any():
-            # An empty bin borrows from the next filled bin to its right (circularly), offset by the
-            # distance, so two texts with the same shingles always fill their empty bins alike.
-            filled = np.flatnonzero(~empty)
+            # A short text leaves bins empty. Each empty bin copies the first filled bin of its own
+            # random probe sequence, so that two texts with the same shingles fill their empty bins
+            # alike while different empty bins copy different filled ones. Copying the next bin to
+            # the right instead (rotation) makes runs of equal bins, and two short texts sharing a
+            # single shingle then collide in a whole band.
             holes = np.flatnonzero(empty)
-            nearest = np.searchsorted(filled, holes) % len(filled)
-            distance = (filled[nearest] - holes) % NUM_PERM
-            signature[holes] = signature[filled[nearest]] + distance.astype(np.uint64) * _STEP
+            hits = ~empty[self._probes[holes]]
+            first = hits.argmax(axis=1)
+            found = hits[np.arange(len(holes)), first]
+            signature[holes[found]] = signature[self._probes[holes[found], first[found]]]
+            if not found.all():  # almost every bin empty: fall back to the nearest filled bin
+                filled = np.flatnonzero(~empty)
+                rest = holes[~found]
+                nearest = filled[np.searchsorted(filled, rest) % len(filled)]
+                signature[rest] = signature[nearest] + ((nearest - rest) % NUM_PERM).astype(np.uint64) * _STEP
         return signature
 
     def band_keys(self, text: str) -> np.ndarray:
@@ -191,6 +201,7 @@ class MinHasher:
 _EMPTY = np.uint64(2**64 - 1)
 _LOW57 = np.uint64(2**57 - 1)
 _STEP = np.uint64(0x9E3779B97F4A7C15)
+_PROBES = 64
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[[*b"0123456789abcdefghijklmnopqrstuvwxyz_", *range(0x80, 256)]] = True
 _PRIME = 0x100000001B3
