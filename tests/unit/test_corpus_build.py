@@ -81,10 +81,23 @@ def test_stats_count_every_drop_and_language(tmp_path: Path) -> None:
     assert stats["dropped"]["redirect"] == 200  # 100 redirects, read twice
     assert stats["dropped"]["duplicate"] == stats["documents"]  # the second copy, every article
     assert stats["languages"]["en"] >= stats["documents"] - 2
-    assert stats["records"] == 2 * 106
-    assert stats["records"] == stats["documents"] + sum(
-        n for reason, n in stats["dropped"].items() if reason not in ("redirect", "non_article_namespace",
-                                                                      "empty_page"))
+    assert stats["records"] == 2 * 206  # every page of both copies, kept or dropped
+    assert stats["records"] == stats["documents"] + sum(stats["dropped"].values())
+
+
+def test_limit_counts_the_same_drops_for_any_worker_count(tmp_path: Path) -> None:
+    base = CorpusConfig(inputs=[Path("sample:enwiki")], out=tmp_path / "one", limit=5)
+    one = run(base).stats
+    two = run(dataclasses.replace(base, out=tmp_path / "two", workers=2)).stats
+    assert one == two and one["documents"] == 5
+    assert one["records"] == 5 + sum(one["dropped"].values())
+
+
+def test_an_empty_part_of_a_split_build_still_finishes(tmp_path: Path) -> None:
+    source = tmp_path / "two.jsonl"
+    source.write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    part = run(CorpusConfig(inputs=[source], out=tmp_path / "part2", shard_index=2, num_shards=3))
+    assert part.stats["documents"] == 0 and part.stats["records"] == 0 and not part.shards
 
 
 def read_ids(manifest) -> list[str]:
@@ -146,3 +159,38 @@ def test_a_template_file_changes_the_output_and_its_hash(tmp_path: Path) -> None
     before = custom.config_hash()
     rules.write_text("templates:\n  convert: convert-names\n", encoding="utf-8")
     assert custom.config_hash() != before  # the rules decide the hash, not the file's path
+
+
+def test_odd_template_arguments_and_json_escapes_never_stop_a_build(tmp_path: Path) -> None:
+    """Real dumps and scrapes hold what no renderer expects: each such document is still cleaned."""
+    import html
+    import json
+
+    tail = " in the old chronicle of the village by the river, where the family kept a mill for years."
+    odd = ["Born {{birth date|1900|²|1}}" + tail,
+           "A year {{death date and age|" + "9" * 5000 + "|1|1|1|1|1}}" + tail,
+           "A road {{convert|" + "9" * 308 + "|mi|km}} long" + tail]
+    pages = "".join(f"<page><title>Odd {i}</title><ns>0</ns><id>{i}</id><revision><text>{html.escape(text)}"
+                    "</text></revision></page>" for i, text in enumerate(odd))
+    dump = tmp_path / "odd.xml"
+    dump.write_text(f"<mediawiki>{pages}</mediawiki>", encoding="utf-8")
+    scraped = tmp_path / "odd.jsonl"
+    scraped.write_text(json.dumps({"text": "A cut emoji \ud83d" + tail}) + "\n", encoding="utf-8")
+    stats = run(CorpusConfig(inputs=[dump, scraped], out=tmp_path / "docs", min_words=5)).stats
+    assert stats["documents"] == 4, stats
+    assert "\ufffd" in "\n".join(column(read_manifest(tmp_path / "docs", "corpus"), "text"))
+
+
+def test_every_input_and_threshold_problem_is_reported_before_any_work(tmp_path: Path) -> None:
+    from pretrain_cli.errors import UserError
+
+    unknown = tmp_path / "notes"  # no extension, and its first bytes say nothing
+    unknown.write_bytes(b"\x00\x01 plain bytes")
+    cfg = CorpusConfig(inputs=[Path("sample:enwiki"), unknown, tmp_path / "missing.jsonl"],
+                       out=tmp_path / "docs", min_words=50, max_words=10)
+    with pytest.raises(UserError) as error:
+        cfg.validate()
+    message = str(error.value)
+    assert "notes" in message and "--format" in message and "missing.jsonl" in message
+    assert "--min-words is above --max-words" in message
+    assert not (tmp_path / "docs").exists()

@@ -97,6 +97,10 @@ class CorpusConfig(StageConfig):
                      "max_symbol_ratio", "max_repeated_lines", "limit"):
             if getattr(self, name) < 0:
                 found.append(f"--{name.replace('_', '-')} must be 0 (off) or more")
+        if self.max_words and self.min_words > self.max_words:
+            found.append("--min-words is above --max-words: every document would be dropped")
+        if self.max_mean_word_length and self.min_mean_word_length > self.max_mean_word_length:
+            found.append("--min-mean-word-length is above --max-mean-word-length")
         if not 0 <= self.min_language_score <= 1:
             found.append("--min-language-score must be between 0 and 1")
         if not 0 < self.near_dedup_threshold < 1:
@@ -109,11 +113,16 @@ class CorpusConfig(StageConfig):
             found.append("--shard-index must be in 0 … --num-shards - 1")
         if self.templates is not None and not self.templates.is_file():
             found.append(f"--templates {self.templates}: no such file")
+        from pretrain_cli.stages.corpus.readers import detect_format
+
         for value in self.inputs:
             try:
-                if not resolve_input(value).exists():
+                path = resolve_input(value)
+                if not path.exists():
                     found.append(f"{value}: no such file or directory; check the path")
-            except UserError as error:  # a sample whose package is not installed
+                else:  # a later input that cannot be read should not wait for the earlier ones
+                    detect_format(path, self.format)
+            except UserError as error:  # a sample whose package is missing, an unknown format
                 found.append(str(error))
         return found
 
@@ -164,12 +173,15 @@ def run(cfg: CorpusConfig) -> Manifest:
             flush()
     if shard.documents:
         flush()
-    if totals["documents"] == 0:
+    if totals["documents"] == 0 and cfg.num_shards == 1:
         raise UserError(f"no documents left from {', '.join(map(str, cfg.inputs))} after cleaning "
                         f"(dropped: {dict(drops) or 'none'}); check the inputs, --languages or lower "
                         "--min-words")
     seconds = time.monotonic() - started
-    stats = {**totals, "languages": dict(languages.most_common()), "dropped": dict(sorted(drops.items())),
+    counts = ("records", "input_characters", "documents", "sentences", "characters",
+              "duplicate_paragraphs_removed")
+    stats = {**{name: totals[name] for name in counts}, "languages": dict(languages.most_common()),
+             "dropped": dict(sorted(drops.items())),
              "dedup_memory_mb": round(dedup.nbytes / 2**20, 1)}
     manifest = out.finish(stats=stats)
     say(f"corpus: {totals['documents']:,} documents, {totals['sentences']:,} sentences, "
@@ -226,7 +238,7 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                            shard_index=cfg.shard_index, num_shards=cfg.num_shards)
     def batches() -> Iterator[list]:
         batch, size = [], 0
-        records = iter_records(cfg.inputs, options, drops)
+        records = iter_records(cfg.inputs, options)
         while True:
             try:
                 record = next(records)
@@ -239,7 +251,8 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                     yield batch
                 raise
             batch.append(record)
-            size += len(record.text)
+            # the per-record overhead counts too, so a stream of empty records still makes small batches
+            size += 200 + (len(record.text) if not isinstance(record, str) else 0)
             if size >= BATCH_CHARS:
                 yield batch
                 batch, size = [], 0
@@ -258,7 +271,6 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                 if doc.drop is None:
                     keep = dedup.new_paragraphs(doc.paragraph_keys)
                     paragraphs = [p for p, new in zip(doc.paragraphs, keep, strict=True) if new]
-                    totals["duplicate_paragraphs_removed"] += len(keep) - len(paragraphs)
                     if not paragraphs or (len(paragraphs) < len(keep)
                                           and count_words("\n".join(paragraphs)) < cfg.min_words):
                         doc.drop = "duplicate_paragraphs"
@@ -266,6 +278,7 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                     drops[doc.drop] += 1
                     continue
                 dedup.remember(doc.key, doc.band_keys, doc.paragraph_keys)
+                totals["duplicate_paragraphs_removed"] += len(keep) - len(paragraphs)
                 sentences = [s for ss, new in zip(doc.sentences, keep, strict=True) if new for s in ss]
                 yield {"id": doc.doc_id, "title": doc.title, "source": doc.source, "lang": doc.lang,
                        "text": "\n".join(paragraphs), "sentences": sentences}

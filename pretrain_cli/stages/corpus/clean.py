@@ -53,9 +53,11 @@ class CleanDocument:
     band_keys: np.ndarray | None = None
 
 
-def clean_batch(records: list[Record], settings: CleanSettings) -> list[CleanDocument]:
+def clean_batch(records: list[Record | str], settings: CleanSettings) -> list[CleanDocument]:
+    """Each record cleaned; a drop reason standing for a record (a redirect …) stays a dropped one."""
     hasher = MinHasher.for_threshold(settings.near_dedup_threshold) if settings.near_dedup_threshold else None
-    return [clean_record(record, settings, hasher) for record in records]
+    return [CleanDocument("", "", "", 0, drop=record) if isinstance(record, str)
+            else clean_record(record, settings, hasher) for record in records]
 
 
 def clean_record(record: Record, settings: CleanSettings, hasher: MinHasher | None) -> CleanDocument:

@@ -205,6 +205,7 @@ _PROBES = 64
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[[*b"0123456789abcdefghijklmnopqrstuvwxyz_", *range(0x80, 256)]] = True
 _PRIME = 0x100000001B3
+_KEEP_POWERS = 1 << 22
 _powers = np.ones(1, dtype=np.uint64)
 _inverse_powers = np.ones(1, dtype=np.uint64)
 
@@ -217,14 +218,18 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 
 def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P^i and P^-i (mod 2^64) for i < n; kept for the next text up to 4 M bytes, so that one
+    book-length document does not hold 16 bytes per byte for the rest of the run."""
     global _powers, _inverse_powers
-    if len(_powers) < n:
-        size = max(n, 2 * len(_powers))
-        one = np.ones(1, dtype=np.uint64)  # tables start at P^0; products wrap mod 2^64 on purpose
-        _powers = np.concatenate((one, np.cumprod(np.full(size - 1, _PRIME, dtype=np.uint64))))
-        inverse = np.full(size - 1, pow(_PRIME, -1, 2**64), dtype=np.uint64)
-        _inverse_powers = np.concatenate((one, np.cumprod(inverse)))
-    return _powers, _inverse_powers
+    if len(_powers) >= n:
+        return _powers, _inverse_powers
+    size = max(n, 2 * len(_powers))
+    one = np.ones(1, dtype=np.uint64)  # tables start at P^0; products wrap mod 2^64 on purpose
+    powers = np.concatenate((one, np.cumprod(np.full(size - 1, _PRIME, dtype=np.uint64))))
+    inverse = np.concatenate((one, np.cumprod(np.full(size - 1, pow(_PRIME, -1, 2**64), dtype=np.uint64))))
+    if size <= _KEEP_POWERS:
+        _powers, _inverse_powers = powers, inverse
+    return powers, inverse
 
 
 def shingle_hashes(text: str) -> np.ndarray:

@@ -1,17 +1,17 @@
 """Every input of a corpus build as one stream of raw records, in a fixed order.
 
-    >>> for record in iter_records([Path("dump.xml.bz2"), Path("notes/")], options, drops):
-    ...     print(record.doc_id, record.markup, len(record.text))
+    >>> for record in iter_records([Path("dump.xml.bz2"), Path("notes/")], options):
+    ...     print(record if isinstance(record, str) else (record.doc_id, record.markup))
 
 Records are numbered across all inputs as they are read; with `--num-shards n` a machine keeps
 the records whose number is `shard_index` modulo n, before any cleaning, so n machines split one
 dump evenly and each record lands on exactly one of them. Pages that can never become documents
-(redirects, other namespaces, empty pages) are counted here and never reach the workers.
+(redirects, other namespaces, empty pages) are not cleaned: they stand in the stream as their drop
+reason, so they are counted in input order with everything else.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,17 +47,14 @@ class InputOptions:
     num_shards: int = 1
 
 
-def iter_records(inputs: list[Path], options: InputOptions, drops: Counter) -> Iterator[Record]:
-    """This machine's share of the records of every input, in input order."""
+def iter_records(inputs: list[Path], options: InputOptions) -> Iterator[Record | str]:
+    """This machine's share of the records of every input, in input order; a page dropped before
+    cleaning is its drop reason ("redirect", "non_article_namespace", "empty_page")."""
     number = 0
     for value in inputs:
         for record in _records(resolve_input(value), options):
             number += 1
-            if (number - 1) % options.num_shards != options.shard_index:
-                continue
-            if isinstance(record, str):
-                drops[record] += 1
-            else:
+            if (number - 1) % options.num_shards == options.shard_index:
                 yield record
 
 

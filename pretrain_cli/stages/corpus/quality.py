@@ -86,7 +86,7 @@ def quality_problem(paragraphs: list[str], lang: str, score: float, limits: Qual
         return "symbol_ratio"
     if limits.max_repeated_lines and len(paragraphs) > 1:
         counts = Counter(paragraphs)
-        repeated = sum(count for count in counts.values() if count > 1)
+        repeated = sum(count - 1 for count in counts.values())  # the first of each stays, as in Gopher
         if repeated / len(paragraphs) > limits.max_repeated_lines:
             return "repeated_lines"
     return None

@@ -153,10 +153,10 @@ def iter_jsonl_documents(path: Path, text_field: str = "text", id_field: str | N
                 if not isinstance(value, (str, int)) or isinstance(value, bool):
                     raise UserError(f"{where}: field {id_field!r} is missing or not a string/integer "
                                     f"(keys: {_keys(record)}); fix the file or pass another --id-field")
-                doc_id = str(value)
+                doc_id = _without_lone_surrogates(str(value))
             title = record.get("title")
-            yield RawDocument(doc_id=doc_id, title=title if isinstance(title, str) else "",
-                              text=_normalise_newlines(text), source=str(file))
+            title = _without_lone_surrogates(title) if isinstance(title, str) else ""
+            yield RawDocument(doc_id=doc_id, title=title, text=_normalise_newlines(text), source=str(file))
 
 
 def iter_json_documents(path: Path, text_field: str = "extract") -> Iterator[RawDocument]:
@@ -174,6 +174,8 @@ def iter_json_documents(path: Path, text_field: str = "extract") -> Iterator[Raw
         except json.JSONDecodeError as err:
             raise UserError(f"{file}: not valid JSON ({err.msg} at line {err.lineno}, "
                             f"column {err.colno})") from None
+        except (ValueError, RecursionError) as err:  # a 5,000-digit number, nesting 100,000 deep
+            raise UserError(f"{file}: JSON that cannot be read ({err}); fix the file") from None
         if not isinstance(data, dict):
             raise UserError(f"{file}: expected a JSON object mapping title to text, "
                             f"found {type(data).__name__}")
@@ -185,6 +187,7 @@ def iter_json_documents(path: Path, text_field: str = "extract") -> Iterator[Raw
             else:
                 raise UserError(f"{file}, entry {title!r}: expected a string or an object with a "
                                 f"{text_field!r} field, found {type(entry).__name__}")
+            title = _without_lone_surrogates(title)
             yield RawDocument(doc_id=title, title=title, text=_normalise_newlines(text), source=str(file))
 
 
@@ -410,6 +413,9 @@ def _rows(batches: Iterable[pa.RecordBatch], columns: _Columns, file: Path, id_p
                 row += 1
     except (pa.ArrowException, OSError) as err:
         raise UserError(f"{file}: damaged after row {row} ({err}); write or download it again") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{file}: a text value near row {row} is not valid UTF-8 (byte {err.start} of the "
+                        "value); write the column as UTF-8 strings") from None
     return row
 
 
@@ -490,6 +496,8 @@ def _json_object(line: str, where: str) -> dict[str, object]:
     except json.JSONDecodeError as err:
         raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); "
                         "each line must be one JSON object") from None
+    except (ValueError, RecursionError) as err:  # a 5,000-digit number, nesting 100,000 deep
+        raise UserError(f"{where}: JSON that cannot be read ({err}); fix the record") from None
     if not isinstance(record, dict):
         raise UserError(f"{where}: expected a JSON object, found {type(record).__name__}")
     return record
@@ -500,7 +508,7 @@ def _json_file(file: Path) -> dict[str, object]:
         data = json.loads(file.read_bytes())
     except OSError as err:
         raise UserError(f"{file}: cannot be read ({err.strerror}); save the dataset again") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # undecodable bytes, malformed JSON
         raise UserError(f"{file}: not valid JSON ({err}); save the dataset again") from None
     if not isinstance(data, dict):
         raise UserError(f"{file}: expected a JSON object, found {type(data).__name__}; "
@@ -514,7 +522,17 @@ def _field(record: dict[str, object], name: str, where: str, option: str) -> str
         problem = "missing" if value is None else f"not a string (found {type(value).__name__})"
         raise UserError(f"{where}: text field {name!r} is {problem} (keys: {_keys(record)}); "
                         f"fix the record or pass the right {option}")
-    return value
+    return _without_lone_surrogates(value)
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """JSON may escape half of a character ("\\ud83d" from a cut emoji); no UTF-8 text can hold it,
+    so it becomes U+FFFD, as an undecodable byte does."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _keys(record: dict[str, object]) -> str:

@@ -26,8 +26,7 @@ def corpus_stats(directories: list[Path]) -> Table:
         totals.update({k: v for k, v in stats.items() if isinstance(v, (int, float)) and k != "seconds"})
         dropped.update(stats.get("dropped", {}))
         languages.update(stats.get("languages", {}))
-    # Pages dropped before cleaning (redirects …) are not in "records"; count every input record.
-    read = totals["records"] + sum(dropped[r] for r in ("redirect", "non_article_namespace", "empty_page"))
+    read = totals["records"]
     table = Table(title=", ".join(map(str, directories)), show_edge=False)
     table.add_column("")
     table.add_column("count", justify="right")

@@ -159,7 +159,7 @@ def parse_rule(spec: str) -> Rule:
     word, _, rest = spec.partition(" ")
     if word in _RENDERERS and not rest.strip():
         return Rule(spec, _RENDERERS[word])
-    if word == "arg" and rest.strip().isdigit() and int(rest) > 0:
+    if word == "arg" and rest.strip().isdecimal() and int(rest) > 0:
         n = int(rest)
         return Rule(spec, lambda call: call.arg(n))
     if word == "named" and rest.strip():
@@ -171,7 +171,7 @@ def parse_rule(spec: str) -> Rule:
         return Rule(spec, lambda call: rest)
     if word == "format" and rest:
         return Rule(spec, lambda call: _PLACEHOLDER.sub(
-            lambda m: call.arg(int(m[1])) if m[1].isdigit() else call.named.get(m[1], ""), rest))
+            lambda m: call.arg(int(m[1])) if m[1].isdecimal() else call.named.get(m[1], ""), rest))
     raise ValueError(f"unknown rule {spec!r}")
 
 
@@ -294,7 +294,7 @@ _YES = frozenset({"y", "yes", "1", "true", "on"})
 
 def _month(text: str) -> int:
     text = text.strip().lower()
-    number = int(text) if text.isdigit() else _MONTH_NUMBER.get(text, 0)
+    number = int(text) if text.isdecimal() else _MONTH_NUMBER.get(text, 0)
     return number if 1 <= number <= 12 else 0
 
 
@@ -306,7 +306,7 @@ def _day_first(call: TemplateCall, default: bool) -> bool:
 
 def _format_date(year: str, month: str, day: str, day_first: bool) -> str | None:
     """"1900", "January 1900", "January 2, 1900" or "2 January 1900"; None if not a date."""
-    if not year.lstrip("-").isdigit():
+    if not year.lstrip("-").isdecimal():
         return None
     if not month:
         return year
@@ -315,7 +315,7 @@ def _format_date(year: str, month: str, day: str, day_first: bool) -> str | None
         return None
     if not day:
         return f"{MONTHS[number - 1]} {year}"
-    if not day.isdigit():
+    if not day.isdecimal():
         return None
     month = MONTHS[number - 1]
     return f"{int(day)} {month} {year}" if day_first else f"{month} {int(day)}, {year}"
@@ -328,7 +328,7 @@ def _date(call: TemplateCall) -> str:
     if shown is None:
         return " ".join(arg for arg in call.args[:3] if arg)
     ends = [call.args[:3], call.args[3:6]]
-    if len(call.args) >= 6 and all(part.isdigit() for end in ends for part in end):
+    if len(call.args) >= 6 and all(part.isdecimal() for end in ends for part in end):
         (y1, m1, d1), (y0, m0, d0) = ([int(part) for part in end] for end in ends)
         shown += f" (aged {y1 - y0 - ((m1, d1) < (m0, d0))})"
     return shown
@@ -510,7 +510,7 @@ def _group(text: str) -> str:
     """"-1300.5" → "−1,300.5": thousands separators and a true minus sign, as {{convert}} prints them."""
     sign, text = ("−", text[1:]) if text[:1] in "-−" else ("", text)
     whole, dot, fraction = text.replace(",", "").partition(".")
-    return f"{sign}{int(whole or 0):,}{dot}{fraction}" if whole.isdigit() or not whole else sign + text
+    return f"{sign}{int(whole or 0):,}{dot}{fraction}" if whole.isdecimal() or not whole else sign + text
 
 
 def _default_precision(text: str, value: float, out: float, source: Unit, target: Unit) -> int:
@@ -630,7 +630,7 @@ def _convert(call: TemplateCall, names: bool = False) -> str:
     for target in targets:
         assert target is not None
         converted = [(n + source.offset) * source.scale / target.scale - target.offset for n in numbers]
-        if sigfig.isdigit() and int(sigfig) > 0:  # each value to that many significant figures
+        if sigfig.isdecimal() and int(sigfig) > 0:  # each value to that many significant figures
             figures = min(int(sigfig), 17)  # all a float holds
             digits = [figures - 1 - math.floor(math.log10(abs(v))) if v else 0 for v in converted]
         else:  # one precision for a whole range, the finest any of its values needs
@@ -695,6 +695,9 @@ DEFAULT_RULES: dict[str, str] = {
     "birth date": "date", "birth date and age": "date", "bda": "date", "death date": "date",
     "death date and age": "date", "dda": "date", "start date": "date", "start date and age": "date",
     "end date": "date", "start-date": "first", "end-date": "first",
+    # years: the age a reader sees depends on the day of reading, so only the year is kept
+    "birth year": "first", "death year": "first", "birth year and age": "first",
+    "death year and age": "first", "floruit": "format fl. {1}", "fl.": "format fl. {1}",
     "as of": "as-of",
     # quotations
     "quote": "quote", "cquote": "quote", "blockquote": "quote", "bquote": "quote", "quotation": "quote",

@@ -98,7 +98,8 @@ _INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f]")  # soft hyphen, zero-width
 # Each rule can only start where its first character is, so a long run of spaces or commas stays linear.
 _ORPHANS = (
     (re.compile(r" {2,}"), " "),
-    (re.compile(r"\( ?(?:[,;:] ?)*\)"), ""),        # "()", "( )", "(; )": a dropped template's parentheses
+    (re.compile(r"\( ?(?:[,;:–—-] ?)*\)"), ""),     # "()", "(; )", "(–)": a dropped template's brackets
+    (re.compile(r"\[ ?\]"), ""),                     # "[]" around a dropped footnote template
     (re.compile(r" +([,.;!?)])"), r"\1"),           # "word ," where a template or a ref was
     (re.compile(r"\( +"), "("),
     (re.compile(r"\([,;:]+ *"), "("),               # "(, born 1900)"
@@ -194,7 +195,12 @@ def _render_template(pieces: list[str], policy: TemplatePolicy) -> str:
     rule = policy.rule_for(raw_name)
     if rule is None:
         return ""
-    return rule.render(_template_call(normalise_name(raw_name), pieces))
+    try:
+        return rule.render(_template_call(normalise_name(raw_name), pieces))
+    except (ValueError, ArithmeticError):
+        # Arguments no editor meant (a 5,000-digit year, 10^400 miles) drop the template; one odd
+        # page must never stop a dump.
+        return ""
 
 
 def _template_call(name: str, pieces: list[str]) -> TemplateCall:
