@@ -509,3 +509,16 @@ def test_undetectable_formats(tmp_path: Path) -> None:
     _tree(tmp_path, {"a.txt": b"", "b.jsonl": b"", "c.parquet": b""})
     with pytest.raises(UserError, match=r"several kinds of input \(jsonl, parquet, text\); give each kind"):
         detect_format(tmp_path)
+
+
+def test_dictionary_encoded_text_column_reads_as_strings(tmp_path: Path) -> None:
+    texts = ["Paris is the capital of France.", "Rome is the capital of Italy."] * 2
+    pq.write_table(pa.table({"text": pa.array(texts).dictionary_encode()}), tmp_path / "cat.parquet")
+    assert [doc.text for doc in iter_parquet_documents(tmp_path / "cat.parquet")] == texts
+
+
+def test_json_lines_under_a_json_name_points_at_format_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="--format jsonl"):
+        list(iter_json_documents(path))

@@ -172,8 +172,10 @@ def iter_json_documents(path: Path, text_field: str = "extract") -> Iterator[Raw
         except UnicodeDecodeError as err:
             raise UserError(f"{file}: not valid UTF-8 at byte {err.start}; convert it to UTF-8") from None
         except json.JSONDecodeError as err:
+            lines = err.msg == "Extra data"  # one object per line: JSON Lines under a .json name
+            hint = "; one JSON object per line is JSON Lines: pass --format jsonl" if lines else ""
             raise UserError(f"{file}: not valid JSON ({err.msg} at line {err.lineno}, "
-                            f"column {err.colno})") from None
+                            f"column {err.colno}){hint}") from None
         except (ValueError, RecursionError) as err:  # a 5,000-digit number, nesting 100,000 deep
             raise UserError(f"{file}: JSON that cannot be read ({err}); fix the file") from None
         if not isinstance(data, dict):
@@ -420,6 +422,8 @@ def _rows(batches: Iterable[pa.RecordBatch], columns: _Columns, file: Path, id_p
 
 
 def _is_string(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):  # pandas categoricals are written dictionary-encoded
+        kind = kind.value_type
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
