@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# Fixture builders shared by the unit and cli tiers live beside the unit tests.
+sys.path.insert(0, str(Path(__file__).parent / "unit"))
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -74,3 +79,21 @@ def build_tiny_bert(directory, *, vocab_size: int = 800, model_vocab: int | None
     BertForPreTraining(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real `corpus → tokenize → mask` pair examples (pretrain_fixtures), built once per session."""
+    from pretrain_fixtures import shared_examples
+
+    return shared_examples(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def train_set(examples: Path):
+    """The train split of `examples`, as the pretraining loader reads it."""
+    from pretrain_cli.store import read_manifest
+    from pretrain_cli.training.data import PairExamples
+
+    manifest = read_manifest(examples, "mask")
+    return PairExamples.from_manifest(manifest, "train", manifest.extra["vocab_size"])

@@ -488,3 +488,12 @@ def test_stats_table_sums_the_parts_of_a_split_build(tmp_path: Path) -> None:
 def test_stats_of_an_unfinished_directory_is_one_error_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["corpus", "stats", str(tmp_path)])
     assert_clean_failure(result, tmp_path, "no manifest.json")
+
+
+def test_a_bad_template_policy_file_is_one_error_line(tmp_path: Path) -> None:
+    rules = tmp_path / "templates.yaml"
+    rules.write_text("templates:\n  convert: explode\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = build("sample:enwiki", "--out", str(out), "--templates", str(rules))
+    assert_clean_failure(result, out, "templates.yaml", "'convert'", "unknown rule 'explode'", "valid rules")
+    assert not out.exists() or not any(out.glob("*.arrow"))

@@ -23,16 +23,8 @@ from pretrain_cli.config import StageConfig, option
 from pretrain_cli.samples import sample_path
 from pretrain_cli.store import StageOutput, read_manifest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from pretrain_fixtures import shared_examples  # noqa: E402
-
 runner = CliRunner()
 SHORT = ["--max-steps", "3", "--micro-batch-size", "8", "--log-every", "1"]
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_examples(tmp_path_factory)
 
 
 def pretrain(*args: str) -> Result:

@@ -8,22 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from pretrain_fixtures import FixtureMaskConfig, shared_examples
+from pretrain_fixtures import FixtureMaskConfig
 
 from pretrain_cli.errors import UserError
 from pretrain_cli.store import StageOutput, iter_shards, read_manifest, shard_name
 from pretrain_cli.training.data import MicroBatches, PairExamples, SampleOrder, loader
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_examples(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def train_set(examples: Path) -> PairExamples:
-    manifest = read_manifest(examples, "mask")
-    return PairExamples.from_manifest(manifest, "train", manifest.extra["vocab_size"])
 
 
 def test_collate_pads_to_longest_and_places_segments_and_masks(examples: Path,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_fixtures import shared_examples
 
 from pretrain_cli.modeling.presets import PRESETS, padded_vocab_size
 from pretrain_cli.modeling.pretraining import build_model, pretraining_loss_sums
@@ -23,17 +22,6 @@ from pretrain_cli.training.data import MicroBatches, PairExamples, SampleOrder
 from pretrain_cli.training.loop import LoopSettings, train
 from pretrain_cli.training.monitor import Monitor
 from pretrain_cli.training.schedule import build_optimizer
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_examples(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def train_set(examples: Path) -> PairExamples:
-    manifest = read_manifest(examples, "mask")
-    return PairExamples.from_manifest(manifest, "train", manifest.extra["vocab_size"])
 
 
 @pytest.fixture(scope="module")

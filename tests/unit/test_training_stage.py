@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_fixtures import build_pipeline_examples, shared_examples
+from pretrain_fixtures import build_pipeline_examples
 from safetensors.torch import load_file
 
 import pretrain_cli.training.loop as loop
@@ -19,11 +19,6 @@ from pretrain_cli.store import read_manifest
 from pretrain_cli.training.data import Batch
 
 SMALL = {"max_steps": 8, "micro_batch_size": 8, "save_every": 2, "keep_last": 2, "log_every": 2}
-
-
-@pytest.fixture(scope="module")
-def examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_examples(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ Format = Literal["auto", "mediawiki", "wikiextractor", "text", "jsonl", "json", 
 BATCH_CHARS = 1 << 20  # records sent to a worker at a time: large enough to amortise the hand-off
 # A shard also closes at this much text, so a shard of long documents (books, big articles) cannot
 # grow memory beyond a fixed bound; both limits depend on the input alone, never on timing.
-SHARD_CHARACTERS = 1 << 24
+SHARD_CHARACTERS = 16_000_000
 
 SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("source", pa.string()),
                     ("lang", pa.string()), ("text", pa.string()), ("sentences", pa.list_(pa.string()))])
@@ -82,8 +82,8 @@ class CorpusConfig(StageConfig):
     shard_index: int = option(0, "Which part of the input this run builds, with --num-shards.")
     num_shards: int = option(1, "Split the input records round-robin into this many parts, so that "
                              "several machines can each build one part of the same dump.")
-    docs_per_shard: int = option(2000, "Documents per output shard, at most (a shard also closes at 16 M "
-                                 "characters); fixes the partition.")
+    docs_per_shard: int = option(2000, f"Documents per output shard, at most (a shard also closes at "
+                                 f"{SHARD_CHARACTERS / 1e6:.0f} M characters); fixes the partition.")
     encoding_errors: Literal["strict", "replace"] = option(
         "strict", "Undecodable bytes in text inputs: strict stops with the file and offset, replace "
         "substitutes U+FFFD.")
@@ -208,8 +208,10 @@ class ShardBuffer:
             self.rows = []
 
     def take(self) -> pa.Table:
+        """The shard's table; the buffer starts empty again."""
         batches = [*self.batches, pa.RecordBatch.from_pylist(self.rows, schema=SCHEMA)]
-        self.__init__()
+        self.batches, self.rows = [], []
+        self.documents = self.characters = 0
         return pa.Table.from_batches(batches, schema=SCHEMA).combine_chunks()
 
 

@@ -56,8 +56,15 @@ def language_of(text: str) -> tuple[str, float]:
 
 def count_words(text: str) -> int:
     """Space-separated words, plus one per Chinese, Japanese or Thai character."""
+    words, unspaced = _words(text)
+    return len(words) + unspaced
+
+
+def _words(text: str) -> tuple[list[str], int]:
+    """The space-separated words of the text outside unspaced scripts, and how many characters
+    of unspaced script (each counted as a word) it holds."""
     unspaced = len(_UNSPACED.findall(text))
-    return len(_UNSPACED.sub(" ", text).split()) + unspaced if unspaced else len(text.split())
+    return (_UNSPACED.sub(" ", text) if unspaced else text).split(), unspaced
 
 
 def quality_problem(paragraphs: list[str], lang: str, score: float, limits: QualityThresholds) -> str | None:
@@ -67,9 +74,8 @@ def quality_problem(paragraphs: list[str], lang: str, score: float, limits: Qual
     if limits.min_language_score and score < limits.min_language_score:
         return "language_score"
     text = "\n".join(paragraphs)
-    words = text.split()
-    unspaced = len(_UNSPACED.findall(text))
-    n_words = count_words(text)
+    words, unspaced = _words(text)
+    n_words = len(words) + unspaced
     if limits.min_words and n_words < limits.min_words:
         return "too_few_words"
     if limits.max_words and n_words > limits.max_words:

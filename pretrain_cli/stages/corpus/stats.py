@@ -23,7 +23,7 @@ def corpus_stats(directories: list[Path]) -> Table:
     languages: Counter = Counter()
     for directory in directories:
         stats = read_manifest(directory, "corpus").stats
-        totals.update({k: v for k, v in stats.items() if isinstance(v, (int, float)) and k != "seconds"})
+        totals.update({k: v for k, v in stats.items() if isinstance(v, (int, float))})
         dropped.update(stats.get("dropped", {}))
         languages.update(stats.get("languages", {}))
     read = totals["records"]
