@@ -89,7 +89,7 @@ def test_real_near_duplicate_reviews_are_caught_and_distinct_ones_kept() -> None
     drops = []
     for i, text in enumerate(window):
         bands = hasher.band_keys(text)
-        reason = dedup.check(text_key(text), bands, [])
+        reason = dedup.check(text_key(text), bands)
         if reason is None:
             dedup.remember(text_key(text), bands, [])
         else:
@@ -105,7 +105,7 @@ def test_paragraph_memory_keeps_the_first_copy() -> None:
     assert dedup.new_paragraphs([a, b, a]) == [True, True, False]
     dedup.remember(text_key("doc one"), None, [a, b])
     assert dedup.new_paragraphs([c, b]) == [True, False]
-    assert dedup.check(text_key("doc one"), None, []) == "duplicate"
+    assert dedup.check(text_key("doc one"), None) == "duplicate"
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0])

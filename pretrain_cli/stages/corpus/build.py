@@ -238,6 +238,7 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
     options = InputOptions(format=cfg.format, text_field=cfg.text_field, id_field=cfg.id_field,
                            text_split=cfg.text_split, encoding_errors=cfg.encoding_errors,
                            shard_index=cfg.shard_index, num_shards=cfg.num_shards)
+
     def batches() -> Iterator[list]:
         batch, size = [], 0
         records = iter_records(cfg.inputs, options)
@@ -269,7 +270,7 @@ def kept_documents(cfg: CorpusConfig, dedup: Deduplicator, drops: Counter,
                 totals["records"] += 1  # counted here, not when read: workers read ahead of --limit
                 totals["input_characters"] += doc.input_characters
                 if doc.drop is None:
-                    doc.drop = dedup.check(doc.key, doc.band_keys, doc.paragraph_keys)
+                    doc.drop = dedup.check(doc.key, doc.band_keys)
                 if doc.drop is None:
                     keep = dedup.new_paragraphs(doc.paragraph_keys)
                     paragraphs = [p for p, new in zip(doc.paragraphs, keep, strict=True) if new]

@@ -106,7 +106,7 @@ class Deduplicator:
     def nbytes(self) -> int:
         return sum(s.nbytes for s in (self.documents, self.paragraphs, self.bands) if s is not None)
 
-    def check(self, key: int, band_keys: np.ndarray | None, paragraph_keys: list[int]) -> str | None:
+    def check(self, key: int, band_keys: np.ndarray | None) -> str | None:
         """The drop reason of a document ("duplicate", "near_duplicate"), or None."""
         if self.documents is not None and key in self.documents:
             return "duplicate"
