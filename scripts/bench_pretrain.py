@@ -53,10 +53,10 @@ def build_examples(args: argparse.Namespace) -> Path:
     from pretrain_cli.samples import sample_path
     from pretrain_cli.stages.corpus.build import CorpusConfig
     from pretrain_cli.stages.corpus.build import run as corpus
-    from pretrain_cli.stages.mask import MaskConfig
-    from pretrain_cli.stages.mask import run as mask
-    from pretrain_cli.stages.tokenize import TokenizeConfig
-    from pretrain_cli.stages.tokenize import run as tokenize
+    from pretrain_cli.stages.mask.stage import MaskConfig
+    from pretrain_cli.stages.mask.stage import run as mask
+    from pretrain_cli.stages.tokenize.stage import TokenizeConfig
+    from pretrain_cli.stages.tokenize.stage import run as tokenize
 
     work = args.work / f"wiki{args.articles}-seq{args.max_seq_length}"
     corpus(CorpusConfig(inputs=[Path("sample:wiki_summaries")], out=work / "docs", limit=args.articles))

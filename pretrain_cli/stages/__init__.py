@@ -15,8 +15,8 @@ from pretrain_cli.config import StageConfig
 # stage name → (command words, module with the config and `run`, config class name)
 STAGES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "corpus": (("corpus", "build"), "pretrain_cli.stages.corpus.build", "CorpusConfig"),
-    "tokenize": (("tokenize",), "pretrain_cli.stages.tokenize", "TokenizeConfig"),
-    "mask": (("mask",), "pretrain_cli.stages.mask", "MaskConfig"),
+    "tokenize": (("tokenize",), "pretrain_cli.stages.tokenize.stage", "TokenizeConfig"),
+    "mask": (("mask",), "pretrain_cli.stages.mask.stage", "MaskConfig"),
     "pretrain": (("pretrain",), "pretrain_cli.stages.pretrain", "PretrainConfig"),
     "finetune": (("finetune",), "pretrain_cli.stages.finetune", "FinetuneConfig"),
     "evaluate": (("evaluate",), "pretrain_cli.stages.evaluate", "EvaluateConfig"),

@@ -140,10 +140,10 @@ def build_pipeline_examples(root: Path, *, articles: int = 150, vocab_size: int 
     """`ptk corpus build` → `ptk tokenize` → `ptk mask` on the first `articles` wiki summaries."""
     from pretrain_cli.stages.corpus.build import CorpusConfig
     from pretrain_cli.stages.corpus.build import run as corpus
-    from pretrain_cli.stages.mask import MaskConfig
-    from pretrain_cli.stages.mask import run as mask
-    from pretrain_cli.stages.tokenize import TokenizeConfig
-    from pretrain_cli.stages.tokenize import run as tokenize
+    from pretrain_cli.stages.mask.stage import MaskConfig
+    from pretrain_cli.stages.mask.stage import run as mask
+    from pretrain_cli.stages.tokenize.stage import TokenizeConfig
+    from pretrain_cli.stages.tokenize.stage import run as tokenize
 
     corpus(CorpusConfig(inputs=[Path("sample:wiki_summaries")], out=root / "docs", limit=articles))
     tokenize(TokenizeConfig(docs=root / "docs", out=root / "tokens", vocab_size=vocab_size,

@@ -18,9 +18,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from pretrain_cli.samples import sample_path
-from pretrain_cli.stages.mask import MaskConfig, examples_for_shard, valid_documents
-from pretrain_cli.stages.masking import MaskRule, mask_sequences, predictions_per_sequence
-from pretrain_cli.stages.pairing import (
+from pretrain_cli.stages.mask.stage import MaskConfig, examples_for_shard, valid_documents
+from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences, predictions_per_sequence
+from pretrain_cli.stages.mask.pairing import (
     NextSentenceBalance,
     assemble_pairs,
     document_bounds,
@@ -29,7 +29,7 @@ from pretrain_cli.stages.pairing import (
     ranges,
     truncation,
 )
-from pretrain_cli.stages.tokenize import encode_table
+from pretrain_cli.stages.tokenize.stage import encode_table
 
 SPECIAL = {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}
 FACTS = {"vocab_size": 30522, "special_ids": SPECIAL, "id_dtype": "uint16"}

@@ -13,7 +13,7 @@ from conftest import build_corpus
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import sample_path
 from pretrain_cli.stages.corpus.build import CorpusConfig
-from pretrain_cli.stages.tokenize import TokenizeConfig, encode_table, run, train_tokenizer
+from pretrain_cli.stages.tokenize.stage import TokenizeConfig, encode_table, run, train_tokenizer
 from pretrain_cli.store import Manifest, StageOutput, read_manifest, read_shard, shard_name
 
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import progress_bar, say
 from pretrain_cli.errors import UserError
-from pretrain_cli.stages.tokenize import TOKENIZER_DIR
+from pretrain_cli.stages.tokenize.stage import TOKENIZER_DIR
 from pretrain_cli.workers import ordered_map
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from pretrain_cli.stages.masking import MaskedBatch
+    from pretrain_cli.stages.mask.masking import MaskedBatch
     from pretrain_cli.store import Manifest, StageOutput
 
 SPLITS = ("train", "valid")
@@ -159,8 +159,8 @@ def examples_for_shard(cfg: MaskConfig, facts: dict[str, Any], index: int,
     import numpy as np
     import pyarrow as pa
 
-    from pretrain_cli.stages.masking import MaskRule, mask_sequences
-    from pretrain_cli.stages.pairing import RANDOM_NEXT, assemble_pairs, document_bounds, pair_documents
+    from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences
+    from pretrain_cli.stages.mask.pairing import RANDOM_NEXT, assemble_pairs, document_bounds, pair_documents
 
     special = facts["special_ids"]
     never_mask = {special["cls"], special["sep"], special["pad"], special["mask"]}
