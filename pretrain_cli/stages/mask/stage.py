@@ -1,25 +1,35 @@
-"""`ptk mask`: BERT pretraining examples (sentence pairs for NSP, masked positions for MLM) from tokens.
+"""`ptk mask`: pretraining examples (NSP or SOP pairs, or packed sequences) with MLM targets, from tokens.
 
     ptk mask work/tokens --out work/examples --max-seq-length 128 --dupe-factor 5
+    ptk mask work/tokens --out work/examples --objective sop --masking whole-word
+    ptk mask work/tokens --out work/examples --objective none --masking span --dynamic
 
-For each token shard i it writes `train-i.arrow` and (when --valid-fraction > 0) `valid-i.arrow`:
-`input_ids: list<uint16>` ([CLS] A [SEP] B [SEP], masks applied, unpadded), `segment_b_start: int16`,
-`masked_positions: list<int16>`, `masked_labels: list<uint16>`, `next_sentence_label: int8`
-(0 = B follows A, 1 = B is random). Ids are int32 instead of uint16 for vocabularies over 65,536.
-A document goes to "valid" by a hash of its id, so the split never depends on sharding. Every random
-choice comes from a generator seeded by (seed, shard, split, dupe round): the output is fixed by the
-seed whatever --workers is, and a resumed run rewrites exactly the missing shards.
+Writes `train-i.arrow` (and `valid-i.arrow` when --valid-fraction > 0):
+`input_ids: list<uintN>` (unpadded, masks applied), `segment_b_start: int16` (the row length when
+there is no segment B), `masked_positions: list<int16>`, `masked_labels: list<uintN>`,
+`next_sentence_label: int8` (nsp: 1 = B is random; sop: 1 = A and B swapped; none: -1). With
+--dynamic the train rows are stored unmasked (empty position/label lists) with a `word_starts:
+list<bool>` column, and `ptk pretrain` masks them afresh each epoch; valid rows are always masked
+once, so evaluations stay comparable. uintN is the token shards' id type.
+
+Memory stays flat however large the corpus: each token shard is one job (its documents are the
+buffer random-next segments come from), and the examples are shuffled across shards by a
+two-pass scatter/gather (see `shuffle`). A document goes to "valid" by a hash of its id, so the
+split never depends on sharding, and every random choice comes from a generator seeded by (seed,
+shard, split, dupe round): the bytes are fixed by the seed whatever --workers is, and a resumed
+run redoes exactly the missing work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import progress_bar, say
@@ -31,16 +41,24 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from pretrain_cli.stages.mask.masking import MaskedBatch
+    from pretrain_cli.stages.mask.masking import MaskRule
+    from pretrain_cli.stages.mask.pairing import Assembled
     from pretrain_cli.store import Manifest, StageOutput
 
 SPLITS = ("train", "valid")
 MAX_INT16 = (1 << 15) - 1
+SCATTER_DIR = ".scatter"  # pass-1 files of the global shuffle, removed once the manifest is written
+# What `ptk pretrain` trains on each objective's examples.
+OBJECTIVES = {"nsp": "mlm+nsp", "sop": "mlm+sop", "none": "mlm"}
+# Shortest example each objective can build: [CLS] A [SEP] B [SEP], or [CLS] x [SEP].
+MIN_SEQ_LENGTH = {"nsp": 5, "sop": 5, "none": 3}
+RATE_RANGE = (0.10, 0.40)  # masking rates the BERT family uses: BERT 15 %, Wettig et al. up to 40 %
+NO_LABEL = -1
 
 
 @dataclasses.dataclass(kw_only=True)
 class MaskConfig(StageConfig):
-    """Build masked-LM + next-sentence pretraining examples from `ptk tokenize` output.
+    """Build masked-LM pretraining examples (with NSP, SOP or no sentence task) from `ptk tokenize` output.
 
         ptk mask work/tokens --out work/examples --max-seq-length 128
     """
@@ -50,41 +68,76 @@ class MaskConfig(StageConfig):
     # Not hashed: the tokens' manifest fingerprint is part of the output's key instead.
     tokens: Path = option(help="Token directory written by `ptk tokenize`.", argument=True, hashed=False)
     out: Path = option(Path("work/examples"), "Output directory (shards + tokenizer/).", hashed=False)
-    max_seq_length: int = option(128, "Longest example in tokens, [CLS] and both [SEP] included.")
-    short_seq_prob: float = option(0.1, "Chance that a document's examples aim at a random shorter length.")
-    masked_lm_prob: float = option(0.15, "Share of non-special tokens to predict.")
-    max_predictions_per_seq: int = option(20, "Most masked positions in one example.")
-    dupe_factor: int = option(5, "Passes over the data, each with other pairs and masks.")
-    random_next_prob: float = option(0.5, "Chance that segment B comes from another document.")
+    objective: Literal["nsp", "sop", "none"] = option(
+        "nsp", "Sentence task: nsp (BERT: is B the next segment?), sop (ALBERT: are A and B swapped?), "
+               "none (RoBERTa: full sentences packed across documents, MLM only).")
+    max_seq_length: int = option(128, "Longest example in tokens, [CLS] and [SEP]s included.")
+    short_seq_prob: float = option(0.1, "nsp/sop: chance that a document's examples aim at a random "
+                                        "shorter length.")
+    negative_prob: float = option(0.5, "nsp: share of pairs whose B comes from another document; "
+                                       "sop: share of pairs with A and B swapped.")
+    masking: Literal["token", "whole-word", "span"] = option(
+        "token", "What is masked: single tokens (BERT), whole words (BERT wwm), or spans of whole words "
+                 "with geometric lengths (SpanBERT).")
+    masked_lm_prob: float = option(0.15, "Share of non-special tokens to predict, 0.10 to 0.40.")
+    masks_per_seq: int = option(0, "Predict exactly this many tokens per example instead of "
+                                   "--masked-lm-prob (0: use the rate).")
+    max_predictions_per_seq: int = option(0, "Most predicted tokens in one example (0: --masks-per-seq, "
+                                             "or the rate times --max-seq-length rounded up, plus two "
+                                             "longest spans for span masking).")
     mask_token_prob: float = option(0.8, "Share of chosen positions replaced by [MASK].")
     random_token_prob: float = option(0.1, "Share of chosen positions replaced by a random token "
                                            "(the rest stay unchanged).")
+    span_p: float = option(0.2, "span: span length in words ~ Geometric(p) (SpanBERT: 0.2).")
+    max_span_words: int = option(10, "span: longest span in words (SpanBERT: 10).")
+    dynamic: bool = option(False, "Store train examples unmasked; `ptk pretrain` masks them afresh "
+                                  "each epoch (RoBERTa).")
+    dupe_factor: int = option(5, "Passes over the data, each with other pairs and masks.")
     valid_fraction: float = option(0.02, "Share of documents (by hash of their id) held out as the "
                                          "valid split.")
     seed: int = option(12345, "Seed of every random choice; the output depends on nothing else.")
-    workers: int = option(1, "Processes masking shards in parallel (output is identical for any value).",
-                          hashed=False)
+    workers: int = option(1, "Processes building examples in parallel (output is identical for any "
+                             "value).", hashed=False)
 
     def problems(self) -> list[str]:
         found = []
-        if self.max_seq_length < 8:
-            found.append(f"--max-seq-length {self.max_seq_length} is too small for [CLS] A [SEP] B [SEP]; "
-                         f"use at least 8")
+        shortest = MIN_SEQ_LENGTH[self.objective]
+        if self.max_seq_length < shortest:
+            layout = "[CLS] x [SEP]" if self.objective == "none" else "[CLS] A [SEP] B [SEP]"
+            found.append(f"--max-seq-length {self.max_seq_length} is too short for --objective "
+                         f"{self.objective} ({layout}); use at least {shortest}")
         if self.max_seq_length > MAX_INT16:
             found.append(f"--max-seq-length {self.max_seq_length} exceeds {MAX_INT16} (positions are int16)")
-        if not 0 < self.masked_lm_prob < 1:
-            found.append(f"--masked-lm-prob {self.masked_lm_prob} must be between 0 and 1 (exclusive)")
-        for name in ("short_seq_prob", "random_next_prob", "mask_token_prob", "random_token_prob"):
+        low, high = RATE_RANGE
+        if not low <= self.masked_lm_prob <= high:
+            found.append(f"--masked-lm-prob {self.masked_lm_prob} is outside {low:.2f} to {high:.2f}; "
+                         f"BERT uses 0.15")
+        for name in ("short_seq_prob", "negative_prob", "mask_token_prob", "random_token_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 found.append(f"--{name.replace('_', '-')} {getattr(self, name)} must be between 0 and 1")
         if self.mask_token_prob + self.random_token_prob > 1:
             found.append("--mask-token-prob plus --random-token-prob must not exceed 1")
+        if not 0 < self.span_p <= 1:
+            found.append(f"--span-p {self.span_p} must be above 0 and at most 1")
         if not 0 <= self.valid_fraction <= 0.5:
             found.append(f"--valid-fraction {self.valid_fraction} must be between 0 and 0.5")
-        for name in ("max_predictions_per_seq", "dupe_factor", "workers"):
+        for name in ("masks_per_seq", "max_predictions_per_seq"):
+            if getattr(self, name) < 0:
+                found.append(f"--{name.replace('_', '-')} must not be negative")
+        for name in ("dupe_factor", "workers", "max_span_words"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
         return found
+
+    def max_predictions(self) -> int:
+        """The per-example cap: the flag, or what the rate (or fixed count) can ask for at full length."""
+        if self.max_predictions_per_seq:
+            return self.max_predictions_per_seq
+        if self.masks_per_seq:
+            return self.masks_per_seq
+        # Spans are never cut, so a cap at the budget would drop the spans that cross it.
+        slack = 2 * self.max_span_words if self.masking == "span" else 0
+        return math.ceil(self.masked_lm_prob * self.max_seq_length) + slack
 
 
 def run(cfg: MaskConfig) -> Manifest:
@@ -93,29 +146,79 @@ def run(cfg: MaskConfig) -> Manifest:
 
     cfg.validate()
     tokens = read_manifest(cfg.tokens, "tokenize")
-    out = StageOutput(cfg, cfg.out, inputs={"tokens": tokens}, owned=(TOKENIZER_DIR,))
+    facts = token_facts(tokens)
+    out = StageOutput(cfg, cfg.out, inputs={"tokens": tokens}, owned=(TOKENIZER_DIR, SCATTER_DIR))
     if (done := out.up_to_date()) is not None:
         return done
     _copy_tokenizer(tokens, out)
 
-    # The train shard is written after the valid one, so its presence marks input shard i as done.
-    todo = {i: str(tokens.directory / info.file) for i, (info, _) in enumerate(iter_shards(tokens))
-            if not out.has_shard(shard_name(i, "train"))}
-    job = partial(examples_for_shard_file, cfg, tokens.extra)
-    with progress_bar("mask", len(todo)) as advance:
-        for i, tables in zip(todo, ordered_map(job, todo.items(), cfg.workers), strict=True):
-            for split in ("valid", "train"):  # train last: it marks input shard i as done
-                if split in tables:
-                    tokens_in = len(tables[split].column("input_ids").combine_chunks().flatten())
-                    out.write_shard(shard_name(i, split), tables[split], split=split, tokens=tokens_in)
+    # Pass 1: examples of each token shard, scattered over the output shards. A split's file is
+    # written only when complete, train last, so train's presence marks input shard i as done.
+    scatter_dir = out.directory / SCATTER_DIR
+    scatter_dir.mkdir(exist_ok=True)
+    inputs = [str(tokens.directory / info.file) for info, _ in iter_shards(tokens)]
+    buckets = output_shards(len(inputs), cfg.valid_fraction)
+    todo = [(i, path, str(scatter_dir)) for i, path in enumerate(inputs)
+            if not (scatter_dir / shard_name(i)).is_file()]
+    job = partial(scatter_shard, cfg, facts, buckets)
+    with progress_bar("mask: build", len(todo)) as advance:
+        for _ in ordered_map(job, todo, cfg.workers):
             advance()
 
-    stats = _stats(out)
-    say(f"mask: {stats['instances']['train']:,} train / {stats['instances']['valid']:,} valid examples, "
+    # Pass 2: each output shard gathers its bucket from every scattered file, then shuffles it.
+    todo_out = [(split, b) for split in SPLITS for b in range(buckets[split])
+                if not out.has_shard(shard_name(b, split))]
+    parts = {split: [scatter_dir / shard_name(i, split) for i in range(len(inputs))] for split in SPLITS}
+    gather_job = partial(_gather, cfg.seed, parts)
+    with progress_bar("mask: shuffle", len(todo_out)) as advance:
+        for (split, b), table in zip(todo_out, ordered_map(gather_job, todo_out, cfg.workers), strict=True):
+            tokens_out = len(table.column("input_ids").combine_chunks().values)
+            out.write_shard(shard_name(b, split), table, split=split, tokens=tokens_out)
+            advance()
+
+    stats = _stats(out, facts)
+    if stats["instances"]["train"] == 0:
+        raise UserError(f"{cfg.tokens}: no train examples could be built (documents too short or all held "
+                        f"out); lower --valid-fraction or tokenize more text")
+    say(f"mask: {stats['instances']['train']:,} train / {stats['instances']['valid']:,} valid examples "
+        f"({cfg.objective}, {cfg.masking} masking{', dynamic' if cfg.dynamic else ''}), "
         f"{stats['masked_tokens']:,} masked tokens → {cfg.out}")
-    extra = {**tokens.extra, "max_seq_length": cfg.max_seq_length, "objective": "mlm+nsp",
-             "masked_lm_prob": cfg.masked_lm_prob}
-    return out.finish(stats=stats, extra=extra)
+    rule = mask_rule(cfg, facts)
+    extra = {**tokens.extra, "max_seq_length": cfg.max_seq_length, "objective": OBJECTIVES[cfg.objective],
+             "dynamic": cfg.dynamic, "masking": dataclasses.asdict(rule), "seed": cfg.seed}
+    manifest = out.finish(stats=stats, extra=extra)
+    shutil.rmtree(scatter_dir, ignore_errors=True)
+    return manifest
+
+
+def output_shards(inputs: int, valid_fraction: float) -> dict[str, int]:
+    """Output shards per split: as many train shards as input shards; valid in proportion (≥ 1)."""
+    valid = max(1, math.ceil(inputs * valid_fraction)) if valid_fraction > 0 else 0
+    return {"train": inputs, "valid": valid}
+
+
+def token_facts(tokens: Manifest) -> dict[str, Any]:
+    """The tokenize manifest's `extra`, checked for what this stage needs."""
+    needed = ("vocab_size", "special_ids", "id_dtype", "never_mask_ids")
+    missing = [key for key in needed if key not in tokens.extra]
+    if missing:
+        raise UserError(f"{tokens.directory}/manifest.json has no {', '.join(missing)} in `extra`: an older "
+                        f"ptk wrote it; rerun `ptk tokenize` with --force")
+    return tokens.extra
+
+
+def mask_rule(cfg: MaskConfig, facts: dict[str, Any]) -> MaskRule:
+    from pretrain_cli.stages.mask.masking import MaskRule
+
+    special = facts["special_ids"]
+    never = {int(i) for i in facts["never_mask_ids"]}
+    never |= {int(special[role]) for role in ("cls", "sep", "pad", "mask")}
+    return MaskRule(mask_id=int(special["mask"]), vocab_size=int(facts["vocab_size"]),
+                    never_mask=tuple(sorted(never)), strategy=cfg.masking,
+                    masked_lm_prob=cfg.masked_lm_prob, masks_per_sequence=cfg.masks_per_seq,
+                    max_predictions=cfg.max_predictions(), mask_token_prob=cfg.mask_token_prob,
+                    random_token_prob=cfg.random_token_prob, span_p=cfg.span_p,
+                    max_span_words=cfg.max_span_words)
 
 
 def _copy_tokenizer(tokens: Manifest, out: StageOutput) -> None:
@@ -144,57 +247,81 @@ def _copy_tokenizer(tokens: Manifest, out: StageOutput) -> None:
         out.record_file(relpath)
 
 
-def examples_for_shard_file(cfg: MaskConfig, facts: dict[str, Any],
-                            job: tuple[int, str]) -> dict[str, pa.Table]:
-    """Examples per split from the token shard `job = (index, path)` (runs in a worker process)."""
-    from pretrain_cli.store import read_shard
+# ---------------------------------------------------------------------------------------------------
+# Pass 1, in a worker: one token shard → examples → scattered file per split.
 
-    index, path = job
-    return examples_for_shard(cfg, facts, index, read_shard(Path(path)))
+def scatter_shard(cfg: MaskConfig, facts: dict[str, Any], buckets: dict[str, int],
+                  job: tuple[int, str, str]) -> None:
+    """Build the examples of token shard `job = (index, path, scatter_dir)` and scatter them."""
+    import numpy as np
+
+    from pretrain_cli.stages.mask.shuffle import scatter
+    from pretrain_cli.store import read_shard, shard_name
+
+    index, path, scatter_dir = job
+    tables = examples_for_shard(cfg, facts, index, read_shard(Path(path)), where=path)
+    for split in ("valid", "train"):  # train last: its file marks the input shard as done
+        if buckets[split]:
+            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, SPLITS.index(split), 1]))
+            scatter(tables[split], buckets=buckets[split], rng=rng,
+                    path=Path(scatter_dir) / shard_name(index, split))
 
 
-def examples_for_shard(cfg: MaskConfig, facts: dict[str, Any], index: int,
-                       shard: pa.Table) -> dict[str, pa.Table]:
-    """Every dupe round of pairs and masks for one token shard, as one shuffled table per split."""
+def _gather(seed: int, parts: dict[str, list[Path]], job: tuple[str, int]) -> pa.Table:
+    import numpy as np
+
+    from pretrain_cli.stages.mask.shuffle import gather
+
+    split, bucket = job
+    rng = np.random.default_rng(np.random.SeedSequence([seed, bucket, SPLITS.index(split), 2]))
+    return gather(parts[split], bucket=bucket, rng=rng)
+
+
+def examples_for_shard(cfg: MaskConfig, facts: dict[str, Any], index: int, shard: pa.Table,
+                       where: str = "token shard") -> dict[str, pa.Table]:
+    """Every dupe round of examples for one token shard, one table per split (not yet shuffled)."""
     import numpy as np
     import pyarrow as pa
 
-    from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences
-    from pretrain_cli.stages.mask.pairing import RANDOM_NEXT, assemble_pairs, document_bounds, pair_documents
+    from pretrain_cli.stages.mask.pairing import document_bounds
 
-    special = facts["special_ids"]
-    never_mask = {special["cls"], special["sep"], special["pad"], special["mask"]}
-    rule = MaskRule(masked_lm_prob=cfg.masked_lm_prob, max_predictions=cfg.max_predictions_per_seq,
-                    mask_token_prob=cfg.mask_token_prob, random_token_prob=cfg.random_token_prob,
-                    mask_id=special["mask"], vocab_size=facts["vocab_size"],
-                    never_mask=tuple(sorted(never_mask)))
+    missing = [name for name in ("id", "sentences", "word_starts") if name not in shard.column_names]
+    if missing:
+        raise UserError(f"{where}: no {', '.join(missing)} column; an older ptk wrote it, rerun "
+                        f"`ptk tokenize` with --force")
     column = shard.column("sentences").combine_chunks()
     sentences = column.flatten()
     values = sentences.flatten().to_numpy()
+    word_starts = shard.column("word_starts").combine_chunks().flatten().flatten().to_numpy(
+        zero_copy_only=False)
     doc_offsets = _relative(column.offsets.to_numpy())
     sentence_offsets = _relative(sentences.offsets.to_numpy())
     in_valid = valid_documents(shard.column("id").to_pylist(), cfg.valid_fraction)
+    rule = mask_rule(cfg, facts)
 
     tables = {}
     for split_code, split in enumerate(SPLITS):
-        if split == "valid" and cfg.valid_fraction == 0:
-            continue
         keep = in_valid if split == "valid" else ~in_valid
         documents = document_bounds(sentence_offsets, doc_offsets, keep)
-        # One child generator per dupe round, and one for the final shuffle.
-        streams = np.random.SeedSequence([cfg.seed, index, split_code]).spawn(cfg.dupe_factor + 1)
+        masked = split == "valid" or not cfg.dynamic
         rounds = []
-        for stream in streams[:-1]:
+        for stream in np.random.SeedSequence([cfg.seed, index, split_code]).spawn(cfg.dupe_factor):
             rng = np.random.default_rng(stream)
-            spans = pair_documents(documents, cfg.max_seq_length - 3, cfg.short_seq_prob,
-                                   cfg.random_next_prob, rng)
-            ids, offsets, segment_b_start = assemble_pairs(values, spans, special["cls"], special["sep"])
-            masked = mask_sequences(ids, offsets, rule, rng)
-            rounds.append(_table(masked, offsets, segment_b_start, spans[:, RANDOM_NEXT], values.dtype))
-        table = pa.concat_tables(rounds)
-        # Readers stream shards in order: mix rounds and documents inside the shard.
-        tables[split] = table.take(np.random.default_rng(streams[-1]).permutation(table.num_rows))
+            assembled = assemble(cfg, documents, rng)
+            rounds.append(_table(assembled, values, word_starts, facts, rule if masked else None, rng))
+        tables[split] = pa.concat_tables(rounds)
     return tables
+
+
+def assemble(cfg: MaskConfig, documents: list[list[int]], rng: np.random.Generator) -> Assembled:
+    """One dupe round of `cfg.objective`'s rows over `documents`."""
+    from pretrain_cli.stages.mask import pairing
+
+    if cfg.objective == "none":
+        return pairing.pack_documents(documents, cfg.max_seq_length - 2, rng)
+    make = pairing.pair_documents if cfg.objective == "nsp" else pairing.order_pairs
+    spans = make(documents, cfg.max_seq_length - 3, cfg.short_seq_prob, cfg.negative_prob, rng)
+    return pairing.assemble_pairs(spans)
 
 
 def valid_documents(ids: list[str], fraction: float) -> np.ndarray:
@@ -210,46 +337,79 @@ def _relative(offsets: np.ndarray) -> np.ndarray:
     return offsets.astype("int64") - offsets[0]
 
 
-def _table(masked: MaskedBatch, offsets: np.ndarray, segment_b_start: np.ndarray, random_next: np.ndarray,
-           id_dtype: np.dtype) -> pa.Table:
+def _table(rows: Assembled, values: np.ndarray, word_starts: np.ndarray, facts: dict[str, Any],
+           rule: MaskRule | None, rng: np.random.Generator) -> pa.Table:
+    """The example columns of `rows`: masked with `rule`, or unmasked with word starts (dynamic)."""
     import numpy as np
     import pyarrow as pa
 
-    ids_type = pa.from_numpy_dtype(id_dtype)
-    prediction_offsets = np.zeros(masked.counts.size + 1, np.int64)
-    np.cumsum(masked.counts, out=prediction_offsets[1:])
-    return pa.table({
-        "input_ids": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
-                                              pa.array(masked.input_ids, ids_type)),
-        "segment_b_start": pa.array(segment_b_start.astype(np.int16), pa.int16()),
-        "masked_positions": pa.ListArray.from_arrays(pa.array(prediction_offsets, pa.int32()),
-                                                     pa.array(masked.positions.astype(np.int16), pa.int16())),
-        "masked_labels": pa.ListArray.from_arrays(pa.array(prediction_offsets, pa.int32()),
-                                                  pa.array(masked.labels, ids_type)),
-        "next_sentence_label": pa.array(random_next.astype(np.int8), pa.int8()),
-    })
+    from pretrain_cli.stages.mask.masking import mask_sequences
+
+    special = facts["special_ids"]
+    ids = rows.gather(values, special["cls"], special["sep"])
+    starts = rows.gather(word_starts, True, True)
+    ids_type = pa.from_numpy_dtype(values.dtype)
+    offsets = pa.array(rows.offsets, pa.int32())
+    columns = {"input_ids": pa.ListArray.from_arrays(offsets, pa.array(ids, ids_type)),
+               "segment_b_start": pa.array(rows.segment_b_start.astype(np.int16), pa.int16())}
+    if rule is None:
+        positions, labels = np.zeros(0, np.int16), np.zeros(0, values.dtype)
+        prediction_offsets = np.zeros(len(rows.offsets), np.int64)
+    else:
+        masked = mask_sequences(ids, rows.offsets, rule, rng, word_starts=starts)
+        columns["input_ids"] = pa.ListArray.from_arrays(offsets, pa.array(masked.input_ids, ids_type))
+        positions, labels = masked.positions.astype(np.int16), masked.labels
+        prediction_offsets = np.zeros(masked.counts.size + 1, np.int64)
+        np.cumsum(masked.counts, out=prediction_offsets[1:])
+    predictions = pa.array(prediction_offsets, pa.int32())
+    columns["masked_positions"] = pa.ListArray.from_arrays(predictions, pa.array(positions, pa.int16()))
+    columns["masked_labels"] = pa.ListArray.from_arrays(predictions, pa.array(labels, ids_type))
+    columns["next_sentence_label"] = pa.array(rows.labels.astype(np.int8), pa.int8())
+    if rule is None:
+        columns["word_starts"] = pa.ListArray.from_arrays(offsets, pa.array(starts, pa.bool_()))
+    return pa.table(columns)
 
 
-def _stats(out: StageOutput) -> dict[str, Any]:
+def flat_list(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list column, offsets rebased to start at 0."""
+    array = column.combine_chunks()
+    offsets = array.offsets.to_numpy().astype("int64")
+    return array.values.to_numpy()[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+def _stats(out: StageOutput, facts: dict[str, Any]) -> dict[str, Any]:
     """Counts read back from the written shards, so a resumed run reports the same numbers."""
     import numpy as np
 
     from pretrain_cli.store import read_shard
 
-    instances = dict.fromkeys(SPLITS, 0)
-    random_next = dict.fromkeys(SPLITS, 0)
-    tokens = masked = 0
+    never = np.zeros(int(facts["vocab_size"]) + 1, bool)
+    never[[int(i) for i in facts["never_mask_ids"]]] = True
+    never[[int(i) for i in facts["special_ids"].values()]] = True
+    counts = {split: dict.fromkeys(("instances", "tokens", "candidates", "masked", "labelled", "negative"), 0)
+              for split in SPLITS}
     for info in out.shards.values():
         if info.split == "file":
             continue
-        table = read_shard(out.directory / info.file)
-        instances[info.split] += table.num_rows
-        random_next[info.split] += int(np.sum(table.column("next_sentence_label").to_numpy()))
-        tokens += info.tokens
-        masked += len(table.column("masked_positions").combine_chunks().flatten())
-    # [CLS] and two [SEP] per example are never candidates: the share is of the other tokens.
-    candidates = tokens - 3 * sum(instances.values())
-    return {"instances": instances, "tokens": tokens, "masked_tokens": masked,
-            "masked_share": masked / candidates if candidates else 0.0,
-            "random_next_share": {split: random_next[split] / instances[split] if instances[split] else 0.0
-                                  for split in SPLITS}}
+        table, count = read_shard(out.directory / info.file), counts[info.split]
+        labels = table.column("next_sentence_label").to_numpy()
+        ids, offsets = flat_list(table.column("input_ids"))
+        positions, prediction_offsets = flat_list(table.column("masked_positions"))
+        masked_labels, _ = flat_list(table.column("masked_labels"))
+        # Candidates are counted on the original ids: put the labels back where the masks went.
+        rows = np.repeat(np.arange(table.num_rows), np.diff(prediction_offsets))
+        ids = ids.copy()
+        ids[offsets[rows] + positions] = masked_labels
+        count["instances"] += table.num_rows
+        count["tokens"] += ids.size
+        count["candidates"] += int(np.count_nonzero(~never[np.minimum(ids, never.size - 1)]))
+        count["masked"] += masked_labels.size
+        count["labelled"] += int(np.count_nonzero(labels >= 0))
+        count["negative"] += int(np.count_nonzero(labels == 1))
+    return {"instances": {s: c["instances"] for s, c in counts.items()},
+            "tokens": sum(c["tokens"] for c in counts.values()),
+            "masked_tokens": sum(c["masked"] for c in counts.values()),
+            "masked_share": {s: c["masked"] / c["candidates"] if c["masked"] and c["candidates"] else 0.0
+                             for s, c in counts.items()},
+            "negative_share": {s: c["negative"] / c["labelled"] if c["labelled"] else 0.0
+                               for s, c in counts.items()}}
