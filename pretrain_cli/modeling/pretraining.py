@@ -48,8 +48,9 @@ def build_model(preset: Preset, *, vocab_size: int, pad_token_id: int, init: Pat
 
 
 def pretraining_loss_sums(model: BertForPreTraining, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed (not averaged) MLM and NSP cross-entropy of one micro-batch, in fp32.
+    """Summed (not averaged) MLM and NSP/SOP cross-entropy of one micro-batch, in fp32.
 
+    Examples without a sentence task (objective none) give an NSP sum of 0 and skip its head.
     Sums let the caller divide by the counts of the whole global batch, so gradient accumulation
     (and later, more processes) gives the gradient of one big batch, not a mean of micro-means.
     """
@@ -59,7 +60,9 @@ def pretraining_loss_sums(model: BertForPreTraining, batch: Batch) -> tuple[torc
                          token_type_ids=batch.token_type_ids)
     masked_hidden = encoded.last_hidden_state[batch.mlm_rows, batch.mlm_cols]
     mlm_logits = model.cls.predictions(masked_hidden)
-    nsp_logits = model.cls.seq_relationship(encoded.pooler_output)
     mlm = F.cross_entropy(mlm_logits.float(), batch.mlm_labels, reduction="sum")
+    if batch.nsp_labels.numel() == 0:  # MLM-only examples (RoBERTa packing): no sentence task
+        return mlm, mlm.new_zeros(())
+    nsp_logits = model.cls.seq_relationship(encoded.pooler_output)
     nsp = F.cross_entropy(nsp_logits.float(), batch.nsp_labels, reduction="sum")
     return mlm, nsp

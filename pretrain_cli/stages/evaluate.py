@@ -179,18 +179,21 @@ def masked_lm_scores(final: Path, examples: Manifest, batch_size: int) -> dict[s
             # only the masked positions go through the vocabulary projection (most of the cost)
             masked_hidden = encoded.last_hidden_state[batch.mlm_rows, batch.mlm_cols]
             mlm_logits = model.cls.predictions(masked_hidden).float()
-            nsp_logits = model.cls.seq_relationship(encoded.pooler_output).float()
             cross_entropy = torch.nn.functional.cross_entropy
             totals["masked"] += batch.masked
             totals["mlm_correct"] += int((mlm_logits.argmax(-1) == batch.mlm_labels).sum())
             totals["mlm_loss"] += float(cross_entropy(mlm_logits, batch.mlm_labels, reduction="sum"))
-            totals["pairs"] += batch.size
-            totals["nsp_correct"] += int((nsp_logits.argmax(-1) == batch.nsp_labels).sum())
-            totals["nsp_loss"] += float(cross_entropy(nsp_logits, batch.nsp_labels, reduction="sum"))
+            if batch.nsp_labels.numel():  # objective none has no sentence task to score
+                nsp_logits = model.cls.seq_relationship(encoded.pooler_output).float()
+                totals["pairs"] += batch.size
+                totals["nsp_correct"] += int((nsp_logits.argmax(-1) == batch.nsp_labels).sum())
+                totals["nsp_loss"] += float(cross_entropy(nsp_logits, batch.nsp_labels, reduction="sum"))
     masked, pairs = max(totals["masked"], 1), totals["pairs"]
-    return {"mlm_accuracy": totals["mlm_correct"] / masked, "mlm_loss": totals["mlm_loss"] / masked,
-            "nsp_accuracy": totals["nsp_correct"] / pairs, "nsp_loss": totals["nsp_loss"] / pairs,
-            "masked_tokens": int(totals["masked"]), "valid_pairs": int(pairs)}
+    scores = {"mlm_accuracy": totals["mlm_correct"] / masked, "mlm_loss": totals["mlm_loss"] / masked,
+              "masked_tokens": int(totals["masked"]), "valid_pairs": int(pairs)}
+    if pairs:  # named nsp_* for SOP too: the same head and the same binary task
+        scores |= {"nsp_accuracy": totals["nsp_correct"] / pairs, "nsp_loss": totals["nsp_loss"] / pairs}
+    return scores
 
 
 def load_pretrained(final: Path) -> BertForPreTraining:
@@ -209,8 +212,10 @@ def load_pretrained(final: Path) -> BertForPreTraining:
 def pretrain_headline(record: dict[str, Any]) -> str:
     line = f"pretrain {record['name']}: {record['steps'] or 0:,} steps, {record['tokens'] or 0:,} tokens"
     if "mlm_accuracy" in record:
-        line += (f"; MLM accuracy {record['mlm_accuracy']:.4f} (loss {record['mlm_loss']:.4f}), "
-                 f"NSP accuracy {record['nsp_accuracy']:.4f} on {record['valid_pairs']:,} held-out pairs")
+        line += f"; MLM accuracy {record['mlm_accuracy']:.4f} (loss {record['mlm_loss']:.4f})"
+        if "nsp_accuracy" in record:
+            line += (f", NSP accuracy {record['nsp_accuracy']:.4f} on {record['valid_pairs']:,} "
+                     f"held-out pairs")
     return line
 
 

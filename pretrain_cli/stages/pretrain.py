@@ -114,9 +114,9 @@ def examples_facts(manifest: Manifest) -> ExampleFacts:
         raise UserError(f"{directory}/manifest.json has no {', '.join(missing)} in `extra`, so an older or "
                         f"foreign `ptk mask` wrote it; rebuild it with `ptk mask --force`")
     objective = extra.get("objective", "mlm+nsp")
-    if objective != "mlm+nsp":
-        raise UserError(f"{directory} holds {objective!r} examples, but `ptk pretrain` trains MLM+NSP; "
-                        f"rebuild them with this ptk's `ptk mask`")
+    if objective not in ("mlm+nsp", "mlm+sop", "mlm"):
+        raise UserError(f"{directory} holds {objective!r} examples, but `ptk pretrain` trains mlm+nsp, "
+                        f"mlm+sop or mlm; rebuild them with this ptk's `ptk mask`")
     if not (directory / "tokenizer").is_dir():
         raise UserError(f"{directory}/tokenizer: missing, so checkpoints would have no tokenizer; rebuild "
                         f"the examples with `ptk mask --force`")
@@ -246,7 +246,7 @@ def _train(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, init: P
     out_dir = out.directory
     remove_partial(out_dir)
 
-    train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size)
+    train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size, seed=cfg.seed)
     pad_id = int(facts.special_ids["pad"])
     model, fresh = build_model(PRESETS[cfg.preset], vocab_size=facts.vocab_size, pad_token_id=pad_id,
                                init=init, seed=cfg.seed)

@@ -8,6 +8,10 @@
 Shards stay memory-mapped: each record batch's list columns are kept as their flat value buffer
 plus offsets (zero-copy views), so building a batch slices arrays and never loops over tokens.
 
+Dynamic masking: when `ptk mask --dynamic` stored the train examples unmasked, `collate` masks
+each example with the rule recorded in the manifest and a generator seeded by (seed, epoch, example
+index): a fresh choice every epoch (RoBERTa), yet the same for any batch size, world size or resume.
+
 Order: epoch e reads the examples in `numpy.random.default_rng((seed, e)).permutation(n)`, and
 training consumes that endless stream front to back. The whole data state is therefore one
 position, shown as (epoch, index in the epoch's permutation): a resumed run starts there and never
@@ -26,9 +30,11 @@ import pyarrow as pa
 import torch
 
 from pretrain_cli.errors import UserError
+from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences
 from pretrain_cli.store import Manifest, iter_shards
 
 COLUMNS = ("input_ids", "segment_b_start", "masked_positions", "masked_labels", "next_sentence_label")
+DYNAMIC_STREAM = 0x6D61736B  # "mask": keeps the masking generators apart from the order's
 
 
 @dataclasses.dataclass
@@ -41,7 +47,7 @@ class Batch:
     mlm_rows: torch.Tensor  # (M,) int64
     mlm_cols: torch.Tensor  # (M,) int64
     mlm_labels: torch.Tensor  # (M,) int64: the original token at each masked position
-    nsp_labels: torch.Tensor  # (B,) int64: 0 = B follows A, 1 = B is random
+    nsp_labels: torch.Tensor  # (B,) int64: NSP 1 = B is random, SOP 1 = swapped; (0,) without a pair task
     tokens: int  # real (unpadded) tokens
 
     @property
@@ -74,6 +80,7 @@ class _Piece:
     labels: np.ndarray
     mask_offsets: np.ndarray
     nsp: np.ndarray
+    word_starts: pa.Array | None  # dynamic examples only: bool per token of `ids`, sliced on use
 
 
 def _list_column(batch: pa.RecordBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,15 +105,37 @@ def _check(piece: _Piece, vocab_size: int, where: Path) -> None:
         raise UserError(f"{where}: {problem}; rebuild the examples with `ptk mask --force`")
 
 
+@dataclasses.dataclass(frozen=True)
+class DynamicMasking:
+    """How unmasked (`ptk mask --dynamic`) examples are masked at load time."""
+
+    rule: MaskRule  # from the examples' manifest
+    seed: int       # the training seed: other seeds, other masks
+
+    def apply(self, ids: np.ndarray, word_starts: np.ndarray, epoch: int,
+              index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(masked ids, positions, labels) of one example in one epoch."""
+        rng = np.random.default_rng([self.seed, DYNAMIC_STREAM, epoch, index])
+        masked = mask_sequences(ids, np.array([0, ids.size]), self.rule, rng, word_starts=word_starts)
+        return masked.input_ids, masked.positions, masked.labels
+
+
 class PairExamples:
     """Every example of one split, addressable by a global row index."""
 
-    def __init__(self, pieces: list[_Piece]) -> None:
+    def __init__(self, pieces: list[_Piece], dynamic: DynamicMasking | None = None) -> None:
         self.pieces = pieces
+        self.dynamic = dynamic
         self.starts = np.cumsum([0] + [len(p.nsp) for p in pieces])
+        # Objective `none` (RoBERTa) has no sentence task: its labels are all -1.
+        self.pair_task = bool(pieces) and all((p.nsp >= 0).all() for p in pieces)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, split: str, vocab_size: int) -> PairExamples:
+    def from_manifest(cls, manifest: Manifest, split: str, vocab_size: int, seed: int = 0) -> PairExamples:
+        """Load `split`; dynamic examples (train split of `ptk mask --dynamic`) are masked with `seed`."""
+        dynamic = None
+        if split == "train" and manifest.extra.get("dynamic"):
+            dynamic = DynamicMasking(MaskRule.from_dict(manifest.extra["masking"]), seed)
         pieces = []
         for info, table in iter_shards(manifest, split):
             where = Path(manifest.directory or ".") / info.file
@@ -121,15 +150,24 @@ class PairExamples:
                 if not np.array_equal(mask_offsets, label_offsets):
                     raise UserError(f"{where}: masked_positions and masked_labels differ in length in "
                                     f"some rows; rebuild it with `ptk mask --force`")
+                word_starts = None
+                if dynamic is not None:
+                    if "word_starts" not in batch.schema.names:
+                        raise UserError(f"{where}: dynamic examples without a word_starts column; rebuild "
+                                        f"them with `ptk mask --force`")
+                    column = batch.column("word_starts")  # same row lengths as input_ids
+                    first = column.offsets[0].as_py()
+                    word_starts = column.values.slice(first, column.offsets[-1].as_py() - first)
                 pieces.append(_Piece(ids=ids, ids_offsets=ids_offsets,
                                      segment_b=batch.column("segment_b_start").to_numpy(),
                                      positions=positions, labels=labels, mask_offsets=mask_offsets,
-                                     nsp=batch.column("next_sentence_label").to_numpy()))
+                                     nsp=batch.column("next_sentence_label").to_numpy(),
+                                     word_starts=word_starts))
                 _check(pieces[-1], vocab_size, where)
         if not pieces:
             raise UserError(f"{manifest.directory}: no {split!r} examples; rebuild it with `ptk mask` "
                             f"on more text")
-        return cls(pieces)
+        return cls(pieces, dynamic)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -138,8 +176,11 @@ class PairExamples:
         """Tokens of every example, in global row order."""
         return np.concatenate([np.diff(p.ids_offsets) for p in self.pieces])
 
-    def collate(self, indices: np.ndarray, pad_id: int) -> Batch:
-        """The examples at `indices`, padded to the longest of them (a loop over rows, not tokens)."""
+    def collate(self, indices: np.ndarray, pad_id: int, epochs: np.ndarray | None = None) -> Batch:
+        """The examples at `indices`, padded to the longest of them (a loop over rows, not tokens).
+
+        epochs: the epoch each index is read in (dynamic masking draws its masks from it; 0 if None).
+        """
         piece_of = np.searchsorted(self.starts, indices, side="right") - 1
         local = indices - self.starts[piece_of]
         spans = [(self.pieces[p], int(i)) for p, i in zip(piece_of, local, strict=True)]
@@ -149,21 +190,30 @@ class PairExamples:
         token_type_ids = np.zeros((len(spans), width), dtype=np.int64)
         attention_mask = np.zeros((len(spans), width), dtype=np.int64)
         rows, cols, labels, nsp = [], [], [], np.empty(len(spans), dtype=np.int64)
+        epochs = np.zeros(len(spans), np.int64) if epochs is None else epochs
         for row, ((piece, i), length) in enumerate(zip(spans, lengths, strict=True)):
-            input_ids[row, :length] = piece.ids[piece.ids_offsets[i]:piece.ids_offsets[i + 1]]
+            lo, hi = piece.ids_offsets[i], piece.ids_offsets[i + 1]
+            if self.dynamic is not None:
+                assert piece.word_starts is not None
+                starts = piece.word_starts.slice(lo, hi - lo).to_numpy(zero_copy_only=False)
+                ids, positions, targets = self.dynamic.apply(piece.ids[lo:hi], starts, int(epochs[row]),
+                                                             int(indices[row]))
+            else:
+                a, b = piece.mask_offsets[i], piece.mask_offsets[i + 1]
+                ids, positions, targets = piece.ids[lo:hi], piece.positions[a:b], piece.labels[a:b]
+            input_ids[row, :length] = ids
             attention_mask[row, :length] = 1
             token_type_ids[row, piece.segment_b[i]:length] = 1
-            a, b = piece.mask_offsets[i], piece.mask_offsets[i + 1]
-            cols.append(piece.positions[a:b])
-            labels.append(piece.labels[a:b])
-            rows.append(np.full(b - a, row, dtype=np.int64))
+            cols.append(positions)
+            labels.append(targets)
+            rows.append(np.full(len(positions), row, dtype=np.int64))
             nsp[row] = piece.nsp[i]
         return Batch(input_ids=torch.from_numpy(input_ids), token_type_ids=torch.from_numpy(token_type_ids),
                      attention_mask=torch.from_numpy(attention_mask),
                      mlm_rows=torch.from_numpy(np.concatenate(rows)),
                      mlm_cols=torch.from_numpy(np.concatenate(cols).astype(np.int64)),
                      mlm_labels=torch.from_numpy(np.concatenate(labels).astype(np.int64)),
-                     nsp_labels=torch.from_numpy(nsp), tokens=sum(lengths))
+                     nsp_labels=torch.from_numpy(nsp if self.pair_task else nsp[:0]), tokens=sum(lengths))
 
 
 class SampleOrder:
@@ -185,6 +235,10 @@ class SampleOrder:
     def cursor(self, position: int) -> tuple[int, int]:
         """(epoch, index in that epoch's permutation) of a stream position."""
         return divmod(position, self.num_examples)
+
+    def epochs(self, position: int, count: int) -> np.ndarray:
+        """The epoch of each stream position in [position, position + count)."""
+        return (position + np.arange(count)) // self.num_examples
 
     def take(self, position: int, count: int) -> np.ndarray:
         """The example indices at stream positions [position, position + count)."""
@@ -212,7 +266,8 @@ class MicroBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> Batch:
         position = self.start + (k * self.world_size + self.rank) * self.micro
-        return self.examples.collate(self.order.take(position, self.micro), self.pad_id)
+        return self.examples.collate(self.order.take(position, self.micro), self.pad_id,
+                                     self.order.epochs(position, self.micro))
 
 
 def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:

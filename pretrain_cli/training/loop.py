@@ -71,7 +71,7 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     while state.step < settings.max_steps:
         micro = [next(batches).to(device) for _ in range(settings.grad_accum)]
         masked = max(1, sum(b.masked for b in micro))
-        pairs = sum(b.size for b in micro)
+        pairs = max(1, sum(b.nsp_labels.numel() for b in micro))  # 0 labels: MLM-only examples
         mlm_sum = torch.zeros((), device=device)
         nsp_sum = torch.zeros((), device=device)
         for batch in micro:

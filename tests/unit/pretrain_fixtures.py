@@ -136,8 +136,9 @@ def build_fixed_examples(out: Path, **options: int) -> Manifest:
 
 
 def build_pipeline_examples(root: Path, *, articles: int = 150, vocab_size: int = 1000,
-                            tokenizer: Path | None = None) -> Path:
-    """`ptk corpus build` → `ptk tokenize` → `ptk mask` on the first `articles` wiki summaries."""
+                            tokenizer: Path | None = None, **mask_options: object) -> Path:
+    """`ptk corpus build` → `ptk tokenize` → `ptk mask` on the first `articles` wiki summaries
+    (`mask_options`: other MaskConfig fields, e.g. objective="sop", dynamic=True)."""
     from pretrain_cli.stages.corpus.build import CorpusConfig
     from pretrain_cli.stages.corpus.build import run as corpus
     from pretrain_cli.stages.mask.stage import MaskConfig
@@ -148,7 +149,8 @@ def build_pipeline_examples(root: Path, *, articles: int = 150, vocab_size: int 
     corpus(CorpusConfig(inputs=[Path("sample:wiki_summaries")], out=root / "docs", limit=articles))
     tokenize(TokenizeConfig(docs=root / "docs", out=root / "tokens", vocab_size=vocab_size,
                             tokenizer=tokenizer))
-    mask(MaskConfig(tokens=root / "tokens", out=root / "examples", max_seq_length=64, dupe_factor=1))
+    mask(MaskConfig(tokens=root / "tokens", out=root / "examples", max_seq_length=64, dupe_factor=1,
+                    **mask_options))
     return root / "examples"
 
 
