@@ -1,1 +1,1 @@
-"""The tokenize stage: train (WordPiece or Unigram) or reuse a tokenizer, and encode a corpus into token shards."""
+"""The tokenize stage: train (WordPiece or Unigram) or reuse a tokenizer; encode a corpus into shards."""
