@@ -354,3 +354,16 @@ def test_problems_are_reported_together(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     problems = " ".join(TokenizeConfig(docs=tmp_path, tokenizer=tmp_path / "empty").problems())
     assert "no tokenizer.json or vocab.txt" in problems
+
+
+def test_text_holding_the_sentence_mark_is_encoded_sentence_by_sentence() -> None:
+    """The fast path joins a document's sentences with a private-use mark; text that contains the
+    mark itself must not be split there, so such a chunk takes the per-sentence path."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(sample_path("minilm") / "tokenizer.json"))
+    docs = pa.table({"id": ["a", "b"], "sentences": [["one \ue000 two", "three"], ["", "four five"]]})
+    table = encode.word_start_table(tokenizer)
+    fast, count = encode_table(tokenizer, docs, "uint16", 64, start_table=table)
+    assert fast.equals(encode_table(tokenizer, docs, "uint16", 64)[0])
+    assert [len(s) for s in fast.column("sentences")[0].as_py()] == [2, 1] and count == 5  # "one two"
