@@ -25,6 +25,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python scripts/bench_corpus.py
+	$(BIN)/python scripts/bench_tokenize.py
+	$(BIN)/python scripts/bench_mask.py
 	$(BIN)/python scripts/bench_pretrain.py
 
 lint: $(STAMP)
