@@ -55,7 +55,8 @@ class PretrainConfig(StageConfig):
     warmup_steps: float = option(0.1, "Linear warmup length: steps, or a fraction of --max-steps when "
                                  "below 1; then linear decay to 0 at --max-steps.")
     max_grad_norm: float = option(1.0, "Clip the global gradient norm to this (0: no clipping).")
-    seed: int = option(0, "Seed of the initial weights, the dropout and the example order.")
+    seed: int = option(0, "Seed of the initial weights, the dropout, the example order and the masks of "
+                          "dynamic examples (0 to 2^32 - 1).")
     precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")
     save_every: int = option(500, "Write a step-* checkpoint every this many steps.", hashed=False)
     keep_last: int = option(2, "Step checkpoints to keep, newest first (0: keep all).", hashed=False)
@@ -68,6 +69,8 @@ class PretrainConfig(StageConfig):
 
     def problems(self) -> list[str]:
         found = []
+        if not 0 <= self.seed < 1 << 32:
+            found.append(f"--seed {self.seed} must be between 0 and 2^32 - 1")
         if self.preset not in PRESETS:
             found.append(f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
         for name in ("max_steps", "micro_batch_size", "grad_accum", "save_every", "log_every"):

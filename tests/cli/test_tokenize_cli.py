@@ -15,6 +15,7 @@ from conftest import assert_clean_failure, build_corpus
 from typer.testing import CliRunner
 
 from pretrain_cli.cli.app import app
+from pretrain_cli.samples import sample_path
 from pretrain_cli.store import read_manifest, read_shard, shard_name
 
 runner = CliRunner()
@@ -83,6 +84,17 @@ def test_tokenize_bad_input(root: Path, tmp_path: Path) -> None:
     assert_clean_failure(tokenize(docs, "--tokenizer", str(no_mask)), out, "no mask token", "[MASK] roles")
     assert_clean_failure(tokenize(docs, "--tokenizer", "sample:minilm", "--reserved", "4"), out,
                          "drop them or drop --tokenizer")
+    (tmp_path / "google").mkdir()  # Google's checkpoint layout: vocab.txt alone
+    shutil.copyfile(sample_path("minilm") / "vocab.txt", tmp_path / "google" / "vocab.txt")
+    assert_clean_failure(tokenize(docs, "--tokenizer", str(tmp_path / "google")), out,
+                         "vocab.txt without tokenizer_config.json", "do_lower_case")
+    gapped = tmp_path / "gapped"
+    shutil.copytree(sample_path("minilm"), gapped)
+    lines = (gapped / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    record = json.loads((gapped / "tokenizer.json").read_text(encoding="utf-8"))
+    record["model"]["vocab"] = {t: i for i, t in enumerate(lines) if not 1000 <= i < 1050}
+    (gapped / "tokenizer.json").write_text(json.dumps(record), encoding="utf-8")
+    assert_clean_failure(tokenize(docs, "--tokenizer", str(gapped)), out, "skips ids", "renumber")
 
     assert_clean_failure(tokenize(docs, "--vocab-size", "50", "--batch-size", "0"), out,
                          "--vocab-size 50", "--batch-size")
@@ -110,3 +122,17 @@ def _tokenizer_without_mask(directory: Path) -> Path:
                                  pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
     hf.save_pretrained(str(directory))
     return directory
+
+
+def test_a_reused_tokenizer_counts_by_its_contents(tmp_path: Path) -> None:
+    """Edited in place, a reused tokenizer makes the output stale; moved, it does not."""
+    from pretrain_cli.stages.tokenize.stage import TokenizeConfig
+
+    first = tmp_path / "first"
+    shutil.copytree(sample_path("minilm"), first)
+    before = TokenizeConfig(docs=tmp_path, tokenizer=first).config_hash()
+    moved = first.rename(tmp_path / "moved")
+    assert TokenizeConfig(docs=tmp_path, tokenizer=moved).config_hash() == before
+    config = json.loads((moved / "tokenizer_config.json").read_text())
+    (moved / "tokenizer_config.json").write_text(json.dumps({**config, "do_lower_case": False}))
+    assert TokenizeConfig(docs=tmp_path, tokenizer=moved).config_hash() != before

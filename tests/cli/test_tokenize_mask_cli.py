@@ -131,6 +131,11 @@ def test_mask_bad_input(pipeline: Path, tmp_path: Path) -> None:
                          "--valid-fraction 0.6", "must not exceed 1")
     assert_clean_failure(mask(tokens, "--valid-fraction", "-0.1"), out, "--valid-fraction -0.1")
     assert_clean_failure(mask(tokens, "--span-p", "0"), out, "--span-p 0")
+    assert_clean_failure(mask(tokens, "--seed", "-1"), out, "--seed -1", "2^32")
+    assert_clean_failure(mask(tokens, "--masks-per-seq", "60"), out, "--masks-per-seq 60", "at most 51")
+    assert_clean_failure(mask(tokens, "--masks-per-seq", "10", "--max-predictions-per-seq", "5"), out,
+                         "--max-predictions-per-seq 5 is below --masks-per-seq 10")
+    assert_clean_failure(mask(tokens, "--max-span-words", "500"), out, "--max-span-words 500")
     assert not out.exists()
 
 

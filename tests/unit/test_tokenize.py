@@ -203,10 +203,15 @@ def test_word_start_table_agrees_with_word_ids(corpus: Manifest, tokens: Manifes
     for directory in (sample_path("minilm"), tokens.directory / "tokenizer", tmp_path / "unigram"):
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         tokenizer.encode_special_tokens = True
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
         table = encode.word_start_table(tokenizer)
         assert table is not None
+        slow = encode_table(tokenizer, docs, "uint16", 64)[0]
         fast, count = encode_table(tokenizer, docs, "uint16", 64, start_table=table)
-        assert fast.equals(encode_table(tokenizer, docs, "uint16", 64)[0]) and count > 10_000
+        marked, _ = encode_table(tokenizer, docs, "uint16", 64, start_table=table,
+                                 marked=encode.marked_copy(tokenizer))
+        assert fast.equals(slow) and marked.equals(slow) and count > 10_000
     other = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
     other.pre_tokenizer = pre_tokenizers.Whitespace()
     assert encode.word_start_table(other) is None  # "##a" could begin a word: word_ids decide
@@ -357,13 +362,19 @@ def test_problems_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_text_holding_the_sentence_mark_is_encoded_sentence_by_sentence() -> None:
-    """The fast path joins a document's sentences with a private-use mark; text that contains the
-    mark itself must not be split there, so such a chunk takes the per-sentence path."""
+    """The fast path joins a document's sentences with a private-use mark, in a copy of the
+    tokenizer; text that contains the mark itself takes the per-sentence path, and the tokenizer it
+    uses never learns the mark, whatever chunk came before."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(sample_path("minilm") / "tokenizer.json"))
-    docs = pa.table({"id": ["a", "b"], "sentences": [["one \ue000 two", "three"], ["", "four five"]]})
-    table = encode.word_start_table(tokenizer)
-    fast, count = encode_table(tokenizer, docs, "uint16", 64, start_table=table)
-    assert fast.equals(encode_table(tokenizer, docs, "uint16", 64)[0])
-    assert [len(s) for s in fast.column("sentences")[0].as_py()] == [2, 1] and count == 5  # "one two"
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    table, marked = encode.word_start_table(tokenizer), encode.marked_copy(tokenizer)
+    plain = pa.table({"id": ["p"], "sentences": [["plain text.", "more of it"]]})
+    odd = pa.table({"id": ["a", "b"], "sentences": [["one \ue000 two", "three"], ["", "four five"]]})
+    for docs in (plain, odd):
+        fast, _ = encode_table(tokenizer, docs, "uint16", 64, start_table=table, marked=marked)
+        assert fast.equals(encode_table(tokenizer, docs, "uint16", 64)[0])
+    assert [len(s) for s in fast.column("sentences")[0].as_py()] == [2, 1]  # the mark is no token
+    assert tokenizer.token_to_id("\ue000") is None

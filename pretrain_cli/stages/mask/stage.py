@@ -53,7 +53,6 @@ OBJECTIVES = {"nsp": "mlm+nsp", "sop": "mlm+sop", "none": "mlm"}
 # Shortest example each objective can build: [CLS] A [SEP] B [SEP], or [CLS] x [SEP].
 MIN_SEQ_LENGTH = {"nsp": 5, "sop": 5, "none": 3}
 RATE_RANGE = (0.10, 0.40)  # masking rates the BERT family uses: BERT 15 %, Wettig et al. up to 40 %
-NO_LABEL = -1
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -95,7 +94,8 @@ class MaskConfig(StageConfig):
     dupe_factor: int = option(5, "Passes over the data, each with other pairs and masks.")
     valid_fraction: float = option(0.02, "Share of documents (by hash of their id) held out as the "
                                          "valid split.")
-    seed: int = option(12345, "Seed of every random choice; the output depends on nothing else.")
+    seed: int = option(12345, "Seed of every random choice (0 to 2^32 - 1); the output depends on nothing "
+                              "else.")
     workers: int = option(1, "Processes building examples in parallel (output is identical for any "
                              "value).", hashed=False)
 
@@ -124,9 +124,21 @@ class MaskConfig(StageConfig):
         for name in ("masks_per_seq", "max_predictions_per_seq"):
             if getattr(self, name) < 0:
                 found.append(f"--{name.replace('_', '-')} must not be negative")
+        most = math.floor(high * self.max_seq_length)
+        if self.masks_per_seq > most:
+            found.append(f"--masks-per-seq {self.masks_per_seq} is more than {high:.0%} of --max-seq-length "
+                         f"{self.max_seq_length}; use at most {most}")
+        if 0 < self.max_predictions_per_seq < self.masks_per_seq:
+            found.append(f"--max-predictions-per-seq {self.max_predictions_per_seq} is below --masks-per-seq "
+                         f"{self.masks_per_seq}; raise it or leave it at 0")
         for name in ("dupe_factor", "workers", "max_span_words"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_span_words > self.max_seq_length:
+            found.append(f"--max-span-words {self.max_span_words} exceeds --max-seq-length "
+                         f"{self.max_seq_length}")
+        if not 0 <= self.seed < 1 << 32:
+            found.append(f"--seed {self.seed} must be between 0 and 2^32 - 1")
         return found
 
     def max_predictions(self) -> int:

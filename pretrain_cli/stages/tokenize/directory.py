@@ -50,6 +50,10 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
         reason = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
         raise UserError(f"--tokenizer {directory}: cannot load it as an HF tokenizer ({reason}); check "
                         f"tokenizer.json / tokenizer_config.json or point at another directory") from None
+    ids = hf.get_vocab().values()
+    if max(ids) + 1 != len(hf):  # every later stage sizes tables and embeddings by len(tokenizer)
+        raise UserError(f"--tokenizer {directory}: its vocabulary skips ids ({len(hf):,} tokens, largest "
+                        f"id {max(ids):,}); renumber it 0..{len(hf) - 1:,} or train one with ptk tokenize")
     missing = [role for role in SPECIAL_ROLES if getattr(hf, f"{role}_token_id", None) is None]
     if missing or not getattr(hf, "is_fast", False):
         what = f"no {', '.join(missing)} token" if missing else "no fast (tokenizers) backend"
@@ -77,17 +81,15 @@ def tokenizer_facts(directory: Path) -> TokenizerFacts:
     hf = _from_pretrained(directory)
     backend = json.loads(hf.backend_tokenizer.to_str())
     vocab = hf.get_vocab()
-    vocab_size = len(hf)
-    # A reused vocabulary may skip ids; the id type and embedding must hold the largest one.
-    id_bound = max(vocab_size, max(vocab.values()) + 1)
+    vocab_size = len(hf)  # ids are 0 .. vocab_size - 1: load_tokenizer refuses vocabularies with gaps
     special_ids = {role: getattr(hf, f"{role}_token_id") for role in SPECIAL_ROLES}
     control = set(hf.all_special_ids) | {i for token, i in vocab.items() if RESERVED.fullmatch(token)}
     never_mask = control | set(hf.added_tokens_decoder)
     return TokenizerFacts(
         extra={
             "vocab_size": vocab_size,
-            "padded_vocab_size": -(-id_bound // PAD_VOCAB_TO) * PAD_VOCAB_TO,
-            "id_dtype": narrowest_id_dtype(id_bound),
+            "padded_vocab_size": -(-vocab_size // PAD_VOCAB_TO) * PAD_VOCAB_TO,
+            "id_dtype": narrowest_id_dtype(vocab_size),
             "special_ids": special_ids,
             "never_mask_ids": sorted(never_mask),
             "lowercase": _lowercases(backend.get("normalizer")),

@@ -93,22 +93,29 @@ class ShardEncoder:
 
         with _rust_threads(self.threads):
             version = os.stat(self.tokenizer_file)
-            tokenizer, starts = _load_tokenizer(self.tokenizer_file, version.st_mtime_ns, version.st_size)
+            tokenizer, starts, marked = _load_tokenizer(self.tokenizer_file, version.st_mtime_ns,
+                                                        version.st_size)
             docs = read_shard(Path(chunk.path)).slice(chunk.start, chunk.stop - chunk.start)
             return encode_table(tokenizer, docs, self.id_dtype, self.batch_size, where=chunk.path,
-                                unk_id=self.unk_id, control_ids=self.control_ids, start_table=starts)
+                                unk_id=self.unk_id, control_ids=self.control_ids, start_table=starts,
+                                marked=marked)
 
 
 @functools.lru_cache(maxsize=1)
-def _load_tokenizer(path: str, mtime_ns: int, size: int) -> tuple[Tokenizer, np.ndarray | None]:
-    """The tokenizer saved at `path` and its `word_start_table`, loaded once per process and file
-    version (a worker encodes dozens of chunks; a big vocabulary takes tens of milliseconds)."""
+def _load_tokenizer(path: str, mtime_ns: int,
+                    size: int) -> tuple[Tokenizer, np.ndarray | None, Tokenizer | None]:
+    """The tokenizer saved at `path`, its `word_start_table` and `marked_copy`, loaded once per
+    process and file version (a worker encodes dozens of chunks; a big vocabulary takes tens of
+    milliseconds)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(path)
     # "[MASK]" written in the text is text, not the mask token.
     tokenizer.encode_special_tokens = True
-    return tokenizer, word_start_table(tokenizer)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    starts = word_start_table(tokenizer)
+    return tokenizer, starts, marked_copy(tokenizer) if starts is not None else None
 
 
 def word_start_table(tokenizer: Tokenizer) -> np.ndarray | None:
@@ -162,26 +169,26 @@ def _rust_threads(threads: int) -> Iterator[None]:
 
 def encode_table(tokenizer: Tokenizer, docs: pa.Table, id_dtype: str, batch_size: int, *,
                  where: str = "corpus shard", unk_id: int | None = None, control_ids: Collection[int] = (),
-                 start_table: np.ndarray | None = None) -> tuple[pa.Table, int]:
+                 start_table: np.ndarray | None = None,
+                 marked: Tokenizer | None = None) -> tuple[pa.Table, int]:
     """The token shard of the corpus table `docs` (columns `id`, `sentences`), and its token count.
 
+    tokenizer: encodes whole sentences: no padding, no truncation (a reused tokenizer may carry
+        its model's; `_load_tokenizer` switches them off).
     start_table: `word_start_table(tokenizer)`, when not None: word starts from it, not from word_ids.
-    Sentences are stored whole: `tokenizer`'s padding and truncation are switched off (a reused
-    tokenizer may carry its model's), and the fast path adds its sentence mark to it.
+    marked: `marked_copy(tokenizer)`, when not None with a start table: one encode per document.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-
     sentences = sentence_column(docs, where)
     texts = sentences.flatten()
     if texts.null_count:
         raise UserError(f"{where}: {texts.null_count} null sentence(s); rebuild it with `ptk corpus build`")
-    if start_table is not None and not pc.any(pc.match_substring(texts, SENTENCE_MARK)).as_py():
-        values, lengths = _encode_marked(tokenizer, sentences, batch_size)
+    if (start_table is not None and marked is not None
+            and not pc.any(pc.match_substring(texts, SENTENCE_MARK)).as_py()):
+        values, lengths = _encode_marked(marked, sentences, batch_size)
     else:
         # Offsets and word indices cost a quarter of the encoding time; skip them when the table tells.
         encode = tokenizer.encode_batch if start_table is None else tokenizer.encode_batch_fast
@@ -222,7 +229,20 @@ def encode_table(tokenizer: Tokenizer, docs: pa.Table, id_dtype: str, batch_size
     return table, int(values.size)
 
 
-def _encode_marked(tokenizer: Tokenizer, sentences: pa.ListArray,
+def marked_copy(tokenizer: Tokenizer) -> Tokenizer | None:
+    """A copy of `tokenizer` that also splits text at SENTENCE_MARK, for `_encode_marked`; None
+    when the vocabulary already holds the mark (then text could spell it)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    if tokenizer.token_to_id(SENTENCE_MARK) is not None:
+        return None
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.encode_special_tokens = tokenizer.encode_special_tokens
+    copy.add_tokens([AddedToken(SENTENCE_MARK, normalized=False)])
+    return copy
+
+
+def _encode_marked(marked: Tokenizer, sentences: pa.ListArray,
                    batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Token ids and per-sentence lengths, encoding whole documents with a mark after each sentence.
 
@@ -234,22 +254,18 @@ def _encode_marked(tokenizer: Tokenizer, sentences: pa.ListArray,
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    from tokenizers import AddedToken
 
-    mark = tokenizer.token_to_id(SENTENCE_MARK)
-    if mark is None:
-        tokenizer.add_tokens([AddedToken(SENTENCE_MARK, normalized=False)])
-        mark = tokenizer.token_to_id(SENTENCE_MARK)
-    marked = pa.ListArray.from_arrays(sentences.offsets, pc.binary_join_element_wise(
+    mark = marked.token_to_id(SENTENCE_MARK)
+    joined = pa.ListArray.from_arrays(sentences.offsets, pc.binary_join_element_wise(
         sentences.flatten(), pa.scalar(""), pa.scalar(SENTENCE_MARK)))
-    documents = pc.binary_join(marked, "").to_pylist()
-    per_call = max(1, batch_size * len(documents) // max(1, len(marked.flatten())))
-    ids = [np.fromiter(itertools.chain.from_iterable(e.ids for e in tokenizer.encode_batch_fast(
+    documents = pc.binary_join(joined, "").to_pylist()
+    per_call = max(1, batch_size * len(documents) // max(1, len(joined.flatten())))
+    ids = [np.fromiter(itertools.chain.from_iterable(e.ids for e in marked.encode_batch_fast(
         documents[start:start + per_call], add_special_tokens=False)), np.int64)
            for start in range(0, len(documents), per_call)]
     flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     marks = np.flatnonzero(flat == mark)
-    assert marks.size == len(marked.flatten()), "one mark per sentence"
+    assert marks.size == len(joined.flatten()), "one mark per sentence"
     return flat[flat != mark], np.diff(marks, prepend=-1) - 1
 
 

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 
 TOKENIZER_DIR = "tokenizer"
+# The files of an HF tokenizer directory that decide how text is encoded.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
 # A user special token is one bracketed name, as [BOS] or <s>: brackets are punctuation to BERT's
 # pre-tokenizer, so text can never spell the token as a single word.
 SPECIAL_TOKEN = re.compile(r"\[[^\s\[\],]+\]|<[^\s<>,]+>")
@@ -148,7 +151,25 @@ class TokenizeConfig(StageConfig):
         elif not any((directory / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
             found.append(f"--tokenizer {directory}: no tokenizer.json or vocab.txt in it; point it at an "
                          f"HF tokenizer directory")
+        elif not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+            # Google's checkpoints ship vocab.txt alone, which does not say whether to lowercase.
+            found.append(f"--tokenizer {directory}: vocab.txt without tokenizer_config.json does not say "
+                         f"whether the vocabulary is cased; save it once with transformers: "
+                         f"BertTokenizerFast(vocab_file=..., do_lower_case=True or False)"
+                         f".save_pretrained(DIR)")
         return found
+
+    def hashed_dict(self) -> dict[str, Any]:
+        # A reused tokenizer counts by its files' contents, not its path: edited in place, the
+        # output is stale; moved, it is not.
+        from pretrain_cli.store import file_sha256
+
+        values = super().hashed_dict()
+        if self.tokenizer is not None:
+            directory = self.tokenizer_dir()
+            values["tokenizer"] = {path.name: file_sha256(path) for path in sorted(directory.iterdir())
+                                   if path.name in TOKENIZER_FILES and path.is_file()}
+        return values
 
 
 def run(cfg: TokenizeConfig) -> Manifest:
