@@ -192,7 +192,8 @@ def masked_lm_scores(final: Path, examples: Manifest, batch_size: int) -> dict[s
     scores = {"mlm_accuracy": totals["mlm_correct"] / masked, "mlm_loss": totals["mlm_loss"] / masked,
               "masked_tokens": int(totals["masked"]), "valid_pairs": int(pairs)}
     if pairs:  # named nsp_* for SOP too: the same head and the same binary task
-        scores |= {"nsp_accuracy": totals["nsp_correct"] / pairs, "nsp_loss": totals["nsp_loss"] / pairs}
+        scores |= {"nsp_accuracy": totals["nsp_correct"] / pairs, "nsp_loss": totals["nsp_loss"] / pairs,
+                   "sentence_task": "SOP" if examples.extra.get("objective") == "mlm+sop" else "NSP"}
     return scores
 
 
@@ -214,8 +215,8 @@ def pretrain_headline(record: dict[str, Any]) -> str:
     if "mlm_accuracy" in record:
         line += f"; MLM accuracy {record['mlm_accuracy']:.4f} (loss {record['mlm_loss']:.4f})"
         if "nsp_accuracy" in record:
-            line += (f", NSP accuracy {record['nsp_accuracy']:.4f} on {record['valid_pairs']:,} "
-                     f"held-out pairs")
+            line += (f", {record['sentence_task']} accuracy {record['nsp_accuracy']:.4f} on "
+                     f"{record['valid_pairs']:,} held-out pairs")
     return line
 
 

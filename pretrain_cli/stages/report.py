@@ -48,9 +48,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["pretrain"]:
         lines += ["## Pretrained checkpoints", ""]
         if report["examples"]:
-            lines += [f"MLM and NSP scores on the held-out valid split of `{report['examples']}`.", ""]
-        lines += ["| run | steps | tokens | train loss | MLM accuracy (%) | MLM loss | NSP accuracy (%) | "
-                  "masked tokens |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"MLM and NSP (or SOP) scores on the held-out valid split of `{report['examples']}`.",
+                      ""]
+        lines += ["| run | steps | tokens | train loss | MLM accuracy (%) | MLM loss | "
+                  "NSP/SOP accuracy (%) | masked tokens |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in report["pretrain"]:
             lines.append(f"| {r['name']} | {_number(r['steps'], ',')} | {_number(r['tokens'], ',')} | "
                          f"{_number(r['train_loss'], '.4f')} | {_percent(r.get('mlm_accuracy'))} | "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pretrain_fixtures import build_pipeline_examples
 
+from pretrain_cli.stages.evaluate import masked_lm_scores
 from pretrain_cli.stages.pretrain import PretrainConfig, run
 from pretrain_cli.store import read_manifest
 from pretrain_cli.training.data import PairExamples
@@ -30,12 +31,16 @@ def test_sop_examples_train_the_sentence_head(tmp_path: Path) -> None:
     run(PretrainConfig(examples=examples, out=tmp_path / "ckpt", **SMALL))
     records = [json.loads(line) for line in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["nsp_loss"] > 0 and np.isfinite(r["loss"]) for r in records)
+    scores = masked_lm_scores(tmp_path / "ckpt" / "final", read_manifest(examples, "mask"), 32)
+    assert scores["sentence_task"] == "SOP" and 0 <= scores["nsp_accuracy"] <= 1
 
 
 def test_packed_examples_train_mlm_only(packed_dynamic: Path, tmp_path: Path) -> None:
     run(PretrainConfig(examples=packed_dynamic, out=tmp_path / "ckpt", **SMALL))
     records = [json.loads(line) for line in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["nsp_loss"] == 0 and r["mlm_loss"] > 0 for r in records)
+    scores = masked_lm_scores(tmp_path / "ckpt" / "final", read_manifest(packed_dynamic, "mask"), 32)
+    assert "nsp_accuracy" not in scores and scores["masked_tokens"] > 0  # the valid split is masked
 
 
 def test_dynamic_masks_change_by_epoch_not_by_batch(packed_dynamic: Path) -> None:
