@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from pretrain_cli.errors import UserError
@@ -23,6 +24,17 @@ def write_table(path: Path, table: pa.Table, *, tokens: int, split: str) -> Shar
     commit(tmp, path)
     return ShardInfo(file=path.name, rows=table.num_rows, tokens=tokens, sha256=file_sha256(path),
                      bytes=path.stat().st_size, split=split)
+
+
+def list_parts(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The values a list column's rows cover, and its offsets (int64) rebased to them.
+
+    A list array read from a shard may be a slice (a record batch of a stream, a table slice): its
+    offsets need not start at 0, and its values buffer may hold rows outside it.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    return array.values.slice(offsets[0], offsets[-1] - offsets[0]), offsets - offsets[0]
 
 
 def read_shard(path: Path) -> pa.Table:

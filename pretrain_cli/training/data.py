@@ -31,7 +31,7 @@ import torch
 
 from pretrain_cli.errors import UserError
 from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences
-from pretrain_cli.store import Manifest, iter_shards
+from pretrain_cli.store import Manifest, iter_shards, list_parts
 
 COLUMNS = ("input_ids", "segment_b_start", "masked_positions", "masked_labels", "next_sentence_label")
 DYNAMIC_STREAM = 0x6D61736B  # "mask": keeps the masking generators apart from the order's
@@ -83,11 +83,10 @@ class _Piece:
     word_starts: pa.Array | None  # dynamic examples only: bool per token of `ids`, sliced on use
 
 
-def _list_column(batch: pa.RecordBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) of a list column, offsets rebased to the values (record batches may be slices)."""
-    column = batch.column(name)
-    offsets = column.offsets.to_numpy()
-    return column.values.to_numpy()[offsets[0]:offsets[-1]], offsets - offsets[0]
+def _numpy(parts: tuple[pa.Array, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """`list_parts` with the values as a zero-copy numpy view into the memory map."""
+    values, offsets = parts
+    return values.to_numpy(), offsets
 
 
 def _check(piece: _Piece, vocab_size: int, where: Path) -> None:
@@ -123,12 +122,12 @@ class DynamicMasking:
 class PairExamples:
     """Every example of one split, addressable by a global row index."""
 
-    def __init__(self, pieces: list[_Piece], dynamic: DynamicMasking | None = None) -> None:
+    def __init__(self, pieces: list[_Piece], *, pair_task: bool = True,
+                 dynamic: DynamicMasking | None = None) -> None:
         self.pieces = pieces
+        self.pair_task = pair_task  # False for MLM-only examples (objective none): no NSP/SOP labels
         self.dynamic = dynamic
         self.starts = np.cumsum([0] + [len(p.nsp) for p in pieces])
-        # Objective `none` (RoBERTa) has no sentence task: its labels are all -1.
-        self.pair_task = bool(pieces) and all((p.nsp >= 0).all() for p in pieces)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, split: str, vocab_size: int, seed: int = 0) -> PairExamples:
@@ -144,9 +143,9 @@ class PairExamples:
                 raise UserError(f"{where}: no column(s) {', '.join(missing)}, so it is not `ptk mask` "
                                 f"output of this ptk; rebuild it with `ptk mask --force`")
             for batch in table.to_batches():
-                ids, ids_offsets = _list_column(batch, "input_ids")
-                positions, mask_offsets = _list_column(batch, "masked_positions")
-                labels, label_offsets = _list_column(batch, "masked_labels")
+                ids, ids_offsets = _numpy(list_parts(batch.column("input_ids")))
+                positions, mask_offsets = _numpy(list_parts(batch.column("masked_positions")))
+                labels, label_offsets = _numpy(list_parts(batch.column("masked_labels")))
                 if not np.array_equal(mask_offsets, label_offsets):
                     raise UserError(f"{where}: masked_positions and masked_labels differ in length in "
                                     f"some rows; rebuild it with `ptk mask --force`")
@@ -155,9 +154,7 @@ class PairExamples:
                     if "word_starts" not in batch.schema.names:
                         raise UserError(f"{where}: dynamic examples without a word_starts column; rebuild "
                                         f"them with `ptk mask --force`")
-                    column = batch.column("word_starts")  # same row lengths as input_ids
-                    first = column.offsets[0].as_py()
-                    word_starts = column.values.slice(first, column.offsets[-1].as_py() - first)
+                    word_starts = list_parts(batch.column("word_starts"))[0]  # rows as input_ids
                 pieces.append(_Piece(ids=ids, ids_offsets=ids_offsets,
                                      segment_b=batch.column("segment_b_start").to_numpy(),
                                      positions=positions, labels=labels, mask_offsets=mask_offsets,
@@ -167,7 +164,7 @@ class PairExamples:
         if not pieces:
             raise UserError(f"{manifest.directory}: no {split!r} examples; rebuild it with `ptk mask` "
                             f"on more text")
-        return cls(pieces, dynamic)
+        return cls(pieces, pair_task=manifest.extra.get("objective", "mlm+nsp") != "mlm", dynamic=dynamic)
 
     def __len__(self) -> int:
         return int(self.starts[-1])

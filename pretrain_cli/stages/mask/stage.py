@@ -296,18 +296,16 @@ def examples_for_shard(cfg: MaskConfig, facts: dict[str, Any], index: int, shard
     import pyarrow as pa
 
     from pretrain_cli.stages.mask.pairing import document_bounds
+    from pretrain_cli.store import list_parts
 
     missing = [name for name in ("id", "sentences", "word_starts") if name not in shard.column_names]
     if missing:
         raise UserError(f"{where}: no {', '.join(missing)} column; an older ptk wrote it, rerun "
                         f"`ptk tokenize` with --force")
-    column = shard.column("sentences").combine_chunks()
-    sentences = column.flatten()
-    values = sentences.flatten().to_numpy()
-    word_starts = shard.column("word_starts").combine_chunks().flatten().flatten().to_numpy(
-        zero_copy_only=False)
-    doc_offsets = _relative(column.offsets.to_numpy())
-    sentence_offsets = _relative(sentences.offsets.to_numpy())
+    sentences, doc_offsets = list_parts(shard.column("sentences"))
+    values, sentence_offsets = list_parts(sentences)
+    values = values.to_numpy()
+    word_starts = list_parts(list_parts(shard.column("word_starts"))[0])[0].to_numpy(zero_copy_only=False)
     in_valid = valid_documents(shard.column("id").to_pylist(), cfg.valid_fraction)
     rule = mask_rule(cfg, facts)
 
@@ -345,10 +343,6 @@ def valid_documents(ids: list[str], fraction: float) -> np.ndarray:
                      < threshold for doc_id in ids], dtype=bool)
 
 
-def _relative(offsets: np.ndarray) -> np.ndarray:
-    return offsets.astype("int64") - offsets[0]
-
-
 def _table(rows: Assembled, values: np.ndarray, word_starts: np.ndarray, facts: dict[str, Any],
            rule: MaskRule | None, rng: np.random.Generator) -> pa.Table:
     """The example columns of `rows`: masked with `rule`, or unmasked with word starts (dynamic)."""
@@ -382,18 +376,11 @@ def _table(rows: Assembled, values: np.ndarray, word_starts: np.ndarray, facts: 
     return pa.table(columns)
 
 
-def flat_list(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) of a list column, offsets rebased to start at 0."""
-    array = column.combine_chunks()
-    offsets = array.offsets.to_numpy().astype("int64")
-    return array.values.to_numpy()[offsets[0]:offsets[-1]], offsets - offsets[0]
-
-
 def _stats(out: StageOutput, facts: dict[str, Any]) -> dict[str, Any]:
     """Counts read back from the written shards, so a resumed run reports the same numbers."""
     import numpy as np
 
-    from pretrain_cli.store import read_shard
+    from pretrain_cli.store import list_parts, read_shard
 
     never = np.zeros(int(facts["vocab_size"]) + 1, bool)
     never[[int(i) for i in facts["never_mask_ids"]]] = True
@@ -405,13 +392,13 @@ def _stats(out: StageOutput, facts: dict[str, Any]) -> dict[str, Any]:
             continue
         table, count = read_shard(out.directory / info.file), counts[info.split]
         labels = table.column("next_sentence_label").to_numpy()
-        ids, offsets = flat_list(table.column("input_ids"))
-        positions, prediction_offsets = flat_list(table.column("masked_positions"))
-        masked_labels, _ = flat_list(table.column("masked_labels"))
+        ids, offsets = list_parts(table.column("input_ids"))
+        positions, prediction_offsets = list_parts(table.column("masked_positions"))
+        masked_labels = list_parts(table.column("masked_labels"))[0].to_numpy()
         # Candidates are counted on the original ids: put the labels back where the masks went.
         rows = np.repeat(np.arange(table.num_rows), np.diff(prediction_offsets))
-        ids = ids.copy()
-        ids[offsets[rows] + positions] = masked_labels
+        ids = ids.to_numpy().copy()
+        ids[offsets[rows] + positions.to_numpy()] = masked_labels
         count["instances"] += table.num_rows
         count["tokens"] += ids.size
         count["candidates"] += int(np.count_nonzero(~never[np.minimum(ids, never.size - 1)]))

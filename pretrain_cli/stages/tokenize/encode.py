@@ -61,7 +61,9 @@ def shard_chunks(path: str, table: pa.Table) -> list[Chunk]:
     an empty shard is one empty chunk, so that its (empty) token shard is written too."""
     import numpy as np
 
-    offsets = _relative(sentence_column(table, path).offsets.to_numpy())
+    from pretrain_cli.store import list_parts
+
+    _, offsets = list_parts(sentence_column(table, path))
     cuts = np.searchsorted(offsets, np.arange(CHUNK_SENTENCES, offsets[-1], CHUNK_SENTENCES))
     bounds = np.unique(np.concatenate([[0], cuts, [table.num_rows]]))
     if bounds.size == 1:
@@ -182,8 +184,10 @@ def encode_table(tokenizer: Tokenizer, docs: pa.Table, id_dtype: str, batch_size
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from pretrain_cli.store import list_parts
+
     sentences = sentence_column(docs, where)
-    texts = sentences.flatten()
+    texts, doc_offsets = list_parts(sentences)
     if texts.null_count:
         raise UserError(f"{where}: {texts.null_count} null sentence(s); rebuild it with `ptk corpus build`")
     if (start_table is not None and marked is not None
@@ -215,7 +219,6 @@ def encode_table(tokenizer: Tokenizer, docs: pa.Table, id_dtype: str, batch_size
         values[np.isin(values, np.fromiter(control_ids, np.int64))] = unk_id
     assert values.size == 0 or values.max() < dict(ID_DTYPES)[id_dtype], "id beyond the id dtype"
 
-    doc_offsets = _relative(sentences.offsets.to_numpy())
     documents = pa.array(doc_offsets, pa.int32())
     in_sentences = pa.array(sentence_offsets, pa.int32())
     table = pa.table({
@@ -255,9 +258,12 @@ def _encode_marked(marked: Tokenizer, sentences: pa.ListArray,
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from pretrain_cli.store import list_parts
+
     mark = marked.token_to_id(SENTENCE_MARK)
-    joined = pa.ListArray.from_arrays(sentences.offsets, pc.binary_join_element_wise(
-        sentences.flatten(), pa.scalar(""), pa.scalar(SENTENCE_MARK)))
+    texts, offsets = list_parts(sentences)
+    joined = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.binary_join_element_wise(
+        texts, pa.scalar(""), pa.scalar(SENTENCE_MARK)))
     documents = pc.binary_join(joined, "").to_pylist()
     per_call = max(1, batch_size * len(documents) // max(1, len(joined.flatten())))
     ids = [np.fromiter(itertools.chain.from_iterable(e.ids for e in marked.encode_batch_fast(
@@ -312,7 +318,3 @@ def sentence_column(table: pa.Table, where: Path | str) -> pa.ListArray:
         raise UserError(f"{where}: column `sentences` is {column.type}, expected list<string>; rebuild it "
                         f"with `ptk corpus build`")
     return column
-
-
-def _relative(offsets: np.ndarray) -> np.ndarray:
-    return offsets.astype("int64") - offsets[0]

@@ -79,10 +79,11 @@ def document_bytes(sentences: pa.ListArray) -> np.ndarray:
     import numpy as np
     import pyarrow.compute as pc
 
-    lengths = pc.binary_length(sentences.flatten()).fill_null(0).to_numpy()
+    from pretrain_cli.store import list_parts
+
+    texts, offsets = list_parts(sentences)
+    lengths = pc.binary_length(texts).fill_null(0).to_numpy()
     ends = np.zeros(lengths.size + 1, np.int64)
     np.cumsum(lengths, out=ends[1:])
-    offsets = sentences.offsets.to_numpy().astype(np.int64)
-    offsets -= offsets[0]
     return ends[offsets[1:]] - ends[offsets[:-1]]
 
