@@ -13,29 +13,44 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import time
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
-from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
-from pretrain_cli.modeling.presets import MAX_POSITIONS, PRESETS, padded_vocab_size
+from pretrain_cli.modeling.presets import (
+    MAX_POSITIONS,
+    PRESETS,
+    Preset,
+    model_shape,
+    padded_vocab_size,
+    shape_problems,
+)
 from pretrain_cli.samples import resolve_input
 from pretrain_cli.store import Manifest, StageOutput, read_manifest
 
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 FINAL = "final"
+BUDGET = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def budget_seconds(text: str) -> float:
+    """'8h', '90m', '1h30m', '3600s' → seconds; '' → 0 (no budget); ValueError if malformed."""
+    if not text:
+        return 0.0
+    parts = BUDGET.findall(text)
+    if "".join(number + unit for number, unit in parts) != text.replace(" ", ""):
+        raise ValueError(text)
+    return sum(float(number) * UNIT_S[unit] for number, unit in parts)
 
 
 @dataclasses.dataclass(kw_only=True)
 class PretrainConfig(StageConfig):
-    """Pretrain a BERT with MLM + NSP on `ptk mask` examples, in resumable checkpoints."""
+    """Pretrain a BERT with MLM (+ NSP or SOP) on `ptk mask` examples, on 1 to many processes."""
 
     stage: ClassVar[str] = "pretrain"
 
@@ -45,27 +60,82 @@ class PretrainConfig(StageConfig):
     out: Path = option(help="Checkpoint directory: step-*/, final/, metrics.jsonl, tb/ and manifest.json.",
                        hashed=False)
     preset: str = option("tiny", f"Model size: {', '.join(PRESETS)} (ignored with --init, whose size wins).")
+    layers: int = option(0, "Transformer layers (0: the preset's).")
+    hidden: int = option(0, "Hidden width (0: the preset's); heads default to hidden / 64.")
+    heads: int = option(0, "Attention heads (0: the preset's, or hidden / 64 with --hidden).")
+    intermediate: int = option(0, "Feed-forward width (0: 4 × hidden).")
+    dropout: float = option(0.1, "Hidden and attention dropout (BERT 0.1; cramming trains with 0).")
     init: Path | None = option(None, "Continue pretraining this HF BERT directory (or sample:minilm) instead "
                                "of a fresh model; the examples must use its vocabulary.")
-    max_steps: int = option(1000, "Optimizer steps to train.")
-    micro_batch_size: int = option(32, "Pairs per forward/backward pass.")
-    grad_accum: int = option(1, "Micro-batches per optimizer step (global batch = micro × accum).")
-    learning_rate: float = option(5e-4, "Peak AdamW learning rate.")
-    weight_decay: float = option(0.01, "AdamW weight decay (biases and LayerNorm are not decayed).")
-    warmup_steps: float = option(0.1, "Linear warmup length: steps, or a fraction of --max-steps when "
-                                 "below 1; then linear decay to 0 at --max-steps.")
+    objective: Literal["auto", "mlm", "mlm+nsp", "mlm+sop"] = option(
+        "auto", "auto (the examples' own), mlm, mlm+nsp or mlm+sop; mlm on pair "
+                            "examples trains without their NSP/SOP labels.")
+    max_steps: int = option(1000, "Optimizer steps to train (with --budget: a cap).")
+    budget: str = option("", "Train for this much training time, e.g. 8h, 90m, 1h30m; the learning rate "
+                         "follows elapsed time instead of steps (cramming). Not bitwise reproducible.")
+    micro_batch_size: int = option(32, "Pairs per forward/backward pass on each process.", hashed=False)
+    grad_accum: int = option(1, "Micro-batches per optimizer step (global batch = micro × accum × "
+                             "processes); ignored with --global-batch.", hashed=False)
+    global_batch: int = option(0, "Pairs per optimizer step; the accumulation becomes global ÷ (micro × "
+                               "processes), so a resume on another process count keeps it (0: micro × "
+                               "accum × processes).", hashed=False)
+    optimizer: Literal["adamw", "lamb"] = option(
+        "adamw", "adamw (fused on CUDA) or lamb (large batches, as NVIDIA's BERT).")
+    learning_rate: float = option(5e-4, "Peak learning rate.")
+    weight_decay: float = option(0.01, "Weight decay (biases and LayerNorm are not decayed).")
+    schedule: Literal["linear", "cosine", "constant"] = option(
+        "linear", "After warmup: linear or cosine decay to 0, or constant.")
+    warmup_steps: float = option(0.1, "Warmup: steps, or below 1 a fraction of --max-steps (of the time "
+                                 "with --budget, where it must be below 1).")
     max_grad_norm: float = option(1.0, "Clip the global gradient norm to this (0: no clipping).")
     seed: int = option(0, "Seed of the initial weights, the dropout, the example order and the masks of "
                           "dynamic examples (0 to 2^32 - 1).")
-    precision: str = option("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")
-    save_every: int = option(500, "Write a step-* checkpoint every this many steps.", hashed=False)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, or fp16 "
+                            "(autocast with a dynamic loss scaler).")
+    compile: bool = option(False, "torch.compile the model (slower start, faster steps on GPUs).")
+    gpus: int = option(0, "Processes (one per GPU) on this node, launched through torchrun (0: one "
+                       "process, no launcher).", hashed=False)
+    procs: int = option(0, "CPU processes on the gloo backend, launched through torchrun (0: one).",
+                        hashed=False)
+    strategy: Literal["ddp", "fsdp"] = option(
+        "ddp", "With several processes: ddp (replicated) or fsdp (sharded weights, "
+                           "gradients and optimizer state).", hashed=False)
+    nnodes: int = option(1, "Nodes in the job (multi-node: the same command on every node).", hashed=False)
+    node_rank: int = option(0, "This node's index, 0 to --nnodes - 1.", hashed=False)
+    rdzv_endpoint: str = option("", "host:port where the nodes meet (the first node's address).",
+                                hashed=False)
+    save_every: int = option(500, "Write a step-* checkpoint every this many steps (0: not by steps).",
+                             hashed=False)
+    save_every_minutes: float = option(0.0, "Also write one every this many minutes of training (0: off).",
+                                       hashed=False)
     keep_last: int = option(2, "Step checkpoints to keep, newest first (0: keep all).", hashed=False)
-    resume: str = option("auto", "auto: continue from the newest step-* in --out; no: start over; or a "
-                         "step-* directory to continue from.", hashed=False)
+    resume: str = option("auto", "auto: continue from the newest good step-* in --out; no: start over; or "
+                         "a step-* directory to continue from.", hashed=False)
     log_every: int = option(10, "Steps per metrics.jsonl / TensorBoard record.", hashed=False)
-    device: str = option("auto", "auto (cuda when available), cpu or cuda.", hashed=False)
-    workers: int = option(0, "Processes building batches in the background (0: the training process); "
+    device: Literal["auto", "cpu", "cuda"] = option(
+        "auto", "auto (cuda when available), cpu or cuda.", hashed=False)
+    workers: int = option(-1, "Processes building batches ahead, pinned (-1: 2 on CUDA, 0 on CPU); "
                           "changes speed only.", hashed=False)
+    peak_tflops: float = option(0.0, "Peak dense TFLOP/s of one device for the MFU estimate (0: looked "
+                                "up for known GPUs; not shown on CPU).", hashed=False)
+
+    @property
+    def world_size(self) -> int:
+        return max(1, self.gpus or self.procs) * self.nnodes
+
+    @property
+    def resolved_global_batch(self) -> int:
+        return self.global_batch or self.micro_batch_size * self.grad_accum * self.world_size
+
+    @property
+    def accumulation(self) -> int:
+        return self.resolved_global_batch // (self.micro_batch_size * self.world_size)
+
+    def hashed_dict(self) -> dict[str, Any]:
+        # the global batch, not how it is split over processes and micro-batches, defines the run,
+        # so a resume on another number of processes or a smaller micro-batch is the same run
+        return {**super().hashed_dict(), "global_batch": self.resolved_global_batch}
 
     def problems(self) -> list[str]:
         found = []
@@ -73,18 +143,45 @@ class PretrainConfig(StageConfig):
             found.append(f"--seed {self.seed} must be between 0 and 2^32 - 1")
         if self.preset not in PRESETS:
             found.append(f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-        for name in ("max_steps", "micro_batch_size", "grad_accum", "save_every", "log_every"):
+        else:
+            found += shape_problems(self.shape)
+        for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every", "nnodes"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("keep_last", "workers", "weight_decay", "warmup_steps", "max_grad_norm"):
+        for name in ("keep_last", "weight_decay", "warmup_steps", "max_grad_norm", "save_every", "gpus",
+                     "procs", "global_batch", "save_every_minutes", "peak_tflops", "layers", "hidden",
+                     "heads", "intermediate", "node_rank"):
             if getattr(self, name) < 0:
                 found.append(f"--{name.replace('_', '-')} must be 0 or more")
+        if self.workers < -1:
+            found.append("--workers must be -1 (auto) or more")
+        if not 0 <= self.dropout < 1:
+            found.append("--dropout must be in [0, 1)")
         if self.learning_rate <= 0:
             found.append("--learning-rate must be above 0")
-        if self.precision not in PRECISIONS:
-            found.append(f"--precision {self.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-        if self.device not in DEVICES:
-            found.append(f"--device {self.device!r} is unknown; choose one of {', '.join(DEVICES)}")
+        try:
+            if budget_seconds(self.budget) and self.warmup_steps >= 1:
+                found.append("--warmup-steps must be a fraction below 1 with --budget (warmup is a share "
+                             "of the time)")
+        except ValueError:
+            found.append(f"--budget {self.budget!r} is not a duration; write e.g. 8h, 90m, 1h30m or 3600s")
+        if self.gpus and self.procs:
+            found.append("--gpus and --procs both given; use --gpus on GPUs, --procs on CPU")
+        if self.procs and self.device == "cuda":
+            found.append("--procs runs CPU processes; use --gpus N for CUDA")
+        if self.node_rank >= self.nnodes:
+            found.append(f"--node-rank {self.node_rank} must be below --nnodes {self.nnodes}")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            found.append("--nnodes above 1 needs --rdzv-endpoint host:port (the first node's address)")
+        if self.save_every == 0 and self.save_every_minutes == 0:
+            found.append("--save-every and --save-every-minutes are both 0; set one so the run can resume")
+        split = self.micro_batch_size * self.world_size
+        if self.global_batch and split and self.global_batch % split:
+            found.append(f"--global-batch {self.global_batch} does not divide into micro-batches of "
+                         f"{self.micro_batch_size} on {self.world_size} process(es); make it a multiple of "
+                         f"{split} or change --micro-batch-size")
+        if self.strategy == "fsdp" and self.precision == "fp16":
+            found.append("--precision fp16 with --strategy fsdp is not supported; use bf16")
         if self.init is not None:
             try:
                 init = resolve_input(self.init)
@@ -98,6 +195,11 @@ class PretrainConfig(StageConfig):
                          f"step-* directory written by `ptk pretrain`, or auto / no")
         return found
 
+    @property
+    def shape(self) -> Preset:
+        return model_shape(self.preset, layers=self.layers, hidden=self.hidden, heads=self.heads,
+                           intermediate=self.intermediate)
+
 
 @dataclasses.dataclass(frozen=True)
 class ExampleFacts:
@@ -108,6 +210,7 @@ class ExampleFacts:
     special_ids: dict[str, int]
     max_seq_length: int
     tokenizer_dir: Path
+    objective: str  # mlm+nsp, mlm+sop or mlm, as `ptk mask` built them
 
 
 def examples_facts(manifest: Manifest) -> ExampleFacts:
@@ -126,7 +229,17 @@ def examples_facts(manifest: Manifest) -> ExampleFacts:
     return ExampleFacts(vocab_size=int(extra["vocab_size"]),
                         tokenizer_sha256=str(extra.get("tokenizer_sha256", "")),
                         special_ids=dict(extra["special_ids"]), max_seq_length=int(extra["max_seq_length"]),
-                        tokenizer_dir=directory / "tokenizer")
+                        tokenizer_dir=directory / "tokenizer", objective=objective)
+
+
+def training_objective(choice: str, facts: ExampleFacts, examples_dir: Path) -> str:
+    """The objective to train: the examples' own, or plain MLM on pair examples."""
+    if choice in ("auto", facts.objective):
+        return facts.objective
+    if choice == "mlm":
+        return "mlm"
+    raise UserError(f"--objective {choice}: {examples_dir} holds {facts.objective} examples; rebuild them "
+                    f"with `ptk mask --objective {choice.removeprefix('mlm+')}`, or pass --objective auto")
 
 
 def tokenizer_vocabulary(directory: Path) -> dict[str, int] | None:
@@ -164,29 +277,48 @@ def check_init(init: Path, facts: ExampleFacts, examples_dir: Path) -> int:
     return int(config.get("max_position_embeddings", MAX_POSITIONS))
 
 
-def resolve_device(choice: str) -> torch.device:
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     import torch
 
     if choice == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible to torch (torch "
                         f"{torch.__version__}); use --device cpu or auto, or install a CUDA build of torch")
     use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
 
 
 def resolve_precision(choice: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype (None: fp32); auto means bf16 where the GPU has it, fp32 on CPU."""
     import torch
 
+    if choice == "fp16":
+        return torch.float16
     if choice == "bf16" or (choice == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return None
 
 
+def _check_processes(cfg: PretrainConfig) -> None:
+    """--gpus against what this node has, before anything is launched."""
+    from pretrain_cli.training.distributed import visible_gpus
+
+    if cfg.gpus:
+        visible = visible_gpus()
+        if cfg.gpus > visible:
+            raise UserError(f"--gpus {cfg.gpus}: only {visible} CUDA device(s) visible on this node; pass "
+                            f"--gpus {visible}" + (" or use --procs N on CPU" if not visible else ""))
+        if cfg.device == "cpu":
+            raise UserError("--gpus with --device cpu; use --procs N for CPU processes")
+
+
 def run(cfg: PretrainConfig) -> Manifest:
+    """Train in this process, or launch `--gpus/--procs` processes that each run this same function."""
+    from pretrain_cli.training.distributed import Launch, in_worker, launch
+
     cfg.validate()
     examples = read_manifest(cfg.examples, "mask")
     facts = examples_facts(examples)
+    objective = training_objective(cfg.objective, facts, cfg.examples)
     init = resolve_input(cfg.init) if cfg.init is not None else None
     positions = check_init(init, facts, cfg.examples) if init is not None else MAX_POSITIONS
     if facts.max_seq_length > positions:
@@ -195,150 +327,19 @@ def run(cfg: PretrainConfig) -> Manifest:
                         f"`ptk mask --max-seq-length {positions}`")
     if cfg.device == "cuda":
         resolve_device(cfg.device)  # before anything is written
+    worker = in_worker()
+    if not worker:
+        _check_processes(cfg)
     # step-* directories are this stage's too: --force must clear them with the rest
     out = StageOutput(cfg, cfg.out, inputs={"examples": examples},
-                      owned=(FINAL, "tb", "metrics.jsonl", "step-*"))
+                      owned=(FINAL, "tb", "metrics.jsonl", "step-*", "corrupt-step-*"))
+    if worker or cfg.world_size == 1:
+        from pretrain_cli.training.session import train_session
+
+        return train_session(cfg, examples, facts, objective, init, out)
     if (done := out.up_to_date()) is not None:
         return done
-    return _train(cfg, examples, facts, init, out)
-
-
-def _resume_point(cfg: PretrainConfig, out_dir: Path) -> Path | None:
-    """The checkpoint to continue from: --resume PATH, unless this run already got further than it."""
-    from pretrain_cli.training.checkpoint import read_state, step_checkpoints
-
-    own = step_checkpoints(out_dir)
-    if cfg.resume == "no":
-        for path in [*own, out_dir / FINAL, out_dir / "tb"]:
-            shutil.rmtree(path, ignore_errors=True)
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        return None
-    newest = own[-1] if own else None
-    if cfg.resume == "auto":
-        return newest
-    given = Path(cfg.resume)
-    if newest is not None and read_state(newest)[0].step > read_state(given)[0].step:
-        return newest
-    return given
-
-
-def _train(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, init: Path | None,
-           out: StageOutput) -> Manifest:
-    import torch
-
-    from pretrain_cli.modeling.pretraining import build_model
-    from pretrain_cli.training.checkpoint import (
-        TrainerState,
-        load_checkpoint,
-        prune,
-        remove_partial,
-        save_checkpoint,
-        step_dir_name,
-    )
-    from pretrain_cli.training.data import MicroBatches, PairExamples, SampleOrder, loader
-    from pretrain_cli.training.loop import LoopSettings, train
-    from pretrain_cli.training.monitor import Monitor
-    from pretrain_cli.training.schedule import build_optimizer, warmup_steps
-
-    wall_started = time.perf_counter()
-    device = resolve_device(cfg.device)
-    autocast_dtype = resolve_precision(cfg.precision, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts (optimizer, fp32 runs) use TF32
-        torch.backends.cudnn.allow_tf32 = True
-    out_dir = out.directory
-    remove_partial(out_dir)
-
-    train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size, seed=cfg.seed)
-    pad_id = int(facts.special_ids["pad"])
-    model, fresh = build_model(PRESETS[cfg.preset], vocab_size=facts.vocab_size, pad_token_id=pad_id,
-                               init=init, seed=cfg.seed)
-    model.to(device)
-    if init is not None:
-        say(f"pretrain: loaded {init}; freshly initialised: {', '.join(fresh) or 'nothing'}")
-    warmup = warmup_steps(cfg.warmup_steps, cfg.max_steps)
-    optimizer, scheduler = build_optimizer(model, learning_rate=cfg.learning_rate, warmup=warmup,
-                                           weight_decay=cfg.weight_decay, max_steps=cfg.max_steps)
-    world_size, rank = 1, 0  # one process until the distributed launcher lands
-    samples_per_step = cfg.micro_batch_size * cfg.grad_accum * world_size
-    order = SampleOrder(len(train_set), cfg.seed)
-
-    state, start = TrainerState(), _resume_point(cfg, out_dir)
-    if start is not None:
-        state, cursor = load_checkpoint(start, model, optimizer, scheduler)
-        if cursor["num_examples"] != len(train_set) or state.step >= cfg.max_steps:
-            raise UserError(f"{start}: made on {cursor['num_examples']} examples up to step {state.step}, "
-                            f"but this run has {len(train_set)} examples and --max-steps {cfg.max_steps}; "
-                            f"resume it with the examples and options that made it, or pass --resume no")
-        say(f"pretrain: resuming from {start} (step {state.step}, epoch {cursor['epoch']}, "
-            f"example {cursor['index']})")
-    else:
-        shutil.rmtree(out_dir / "tb", ignore_errors=True)
-
-    mconf = model.config
-    num_parameters = sum(p.numel() for p in model.parameters())
-    shape = {"preset": None if init else cfg.preset, "init": str(init) if init else None,
-             "layers": mconf.num_hidden_layers, "hidden": mconf.hidden_size,
-             "heads": mconf.num_attention_heads, "intermediate": mconf.intermediate_size,
-             "max_position_embeddings": mconf.max_position_embeddings}
-    resolved = {**cfg.to_dict(), "resolved": {
-        "device": str(device), "precision": "bf16" if autocast_dtype else "fp32", "warmup_steps": warmup,
-        "global_batch": samples_per_step, "world_size": world_size, "vocab_size": facts.vocab_size,
-        "model_vocab_size": mconf.vocab_size, "model": shape}}
-    mean_tokens = float(train_set.lengths().mean())
-    say(f"pretrain: {shape['layers']}×{shape['hidden']} BERT, {num_parameters:,} parameters, vocab "
-        f"{facts.vocab_size} (padded to {mconf.vocab_size}); {device} {resolved['resolved']['precision']}; "
-        f"global batch {samples_per_step} = {cfg.micro_batch_size} micro × {cfg.grad_accum} accum × "
-        f"{world_size} process(es), ~{mean_tokens * samples_per_step:,.0f} tokens/step; "
-        f"{len(train_set):,} train pairs; steps {state.step}→{cfg.max_steps}, lr {cfg.learning_rate:g} "
-        f"with {warmup} warmup")
-
-    def cursor_of(state: TrainerState) -> dict[str, int]:
-        epoch, index = order.cursor(state.samples)
-        return {"epoch": epoch, "index": index, "num_examples": len(train_set)}
-
-    def save_step(state: TrainerState) -> Path:
-        path = save_checkpoint(out_dir, step_dir_name(state.step), model=model,
-                               tokenizer_dir=facts.tokenizer_dir, config=resolved, state=state,
-                               data_cursor=cursor_of(state), optimizer=optimizer, scheduler=scheduler)
-        prune(out_dir, cfg.keep_last)
-        return path
-
-    batches = MicroBatches(train_set, order, start=state.samples, micro_batch_size=cfg.micro_batch_size,
-                           count=(cfg.max_steps - state.step) * cfg.grad_accum, pad_id=pad_id,
-                           world_size=world_size, rank=rank)
-    settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=cfg.grad_accum,
-                            samples_per_step=samples_per_step, max_grad_norm=cfg.max_grad_norm,
-                            log_every=cfg.log_every, save_every=cfg.save_every, device=device,
-                            autocast_dtype=autocast_dtype)
-    monitor = Monitor(out_dir, start_step=state.step, max_steps=cfg.max_steps)
-    first_tokens, trained_s = state.tokens, state.elapsed_s
-    try:
-        state, record = train(model, optimizer, scheduler,
-                              iter(loader(batches, workers=cfg.workers, pin_memory=device.type == "cuda")),
-                              state=state, settings=settings, monitor=monitor, save=save_step,
-                              last_checkpoint=start)
-    finally:
-        monitor.close()
-    assert record is not None  # the last step always logs
-
-    save_checkpoint(out_dir, FINAL, model=model, tokenizer_dir=facts.tokenizer_dir, config=resolved,
-                    state=state, data_cursor=cursor_of(state))
-    out.record_file(f"{FINAL}/model.safetensors")
-    session_s = state.elapsed_s - trained_s
-    stats: dict[str, Any] = {
-        "steps": state.step, "tokens": state.tokens, "samples": state.samples,
-        "epochs": round(state.samples / len(train_set), 3),
-        "loss": record["loss"], "mlm_loss": record["mlm_loss"], "nsp_loss": record["nsp_loss"],
-        "tokens_per_s": round((state.tokens - first_tokens) / max(session_s, 1e-9), 1),
-        "train_s": round(state.elapsed_s, 3), "wall_s": round(time.perf_counter() - wall_started, 3),
-        "device": str(device), "resumed_from": str(start) if start else None}
-    extra = {"vocab_size": facts.vocab_size, "model_vocab_size": mconf.vocab_size,
-             "tokenizer_sha256": facts.tokenizer_sha256, "special_ids": facts.special_ids,
-             "max_seq_length": facts.max_seq_length, "model": shape, "num_parameters": num_parameters,
-             "freshly_initialised": fresh, "global_batch": samples_per_step,
-             "precision": resolved["resolved"]["precision"], "final": FINAL}
-    say(f"pretrain: {state.step} steps, {state.tokens:,} tokens, loss {record['loss']:.4f} "
-        f"(mlm {record['mlm_loss']:.4f}, nsp {record['nsp_loss']:.4f}), "
-        f"{stats['tokens_per_s']:,.0f} tokens/s; model in {out_dir / FINAL}")
-    return out.finish(stats=stats, extra=extra)
+    procs = cfg.gpus or cfg.procs
+    launch(Launch(nproc_per_node=procs, nnodes=cfg.nnodes, node_rank=cfg.node_rank,
+                  rdzv_endpoint=cfg.rdzv_endpoint), cfg.to_dict(), cfg.out)
+    return read_manifest(cfg.out, "pretrain")

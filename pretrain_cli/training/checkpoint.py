@@ -1,26 +1,33 @@
 """Checkpoint directories: an HF model directory plus what it takes to continue bit for bit.
 
-    path = save_checkpoint(out_dir, "step-00000100", model=model, tokenizer_dir=examples / "tokenizer",
-                           config=resolved_config, state=state, optimizer=optimizer, scheduler=scheduler)
-    state = load_checkpoint(latest_checkpoint(out_dir), model, optimizer, scheduler)
+    weights, optim = full_state(loss_model, wrapped, optimizer)          # training/parallel.py
+    path = save_checkpoint(out_dir, "step-00000100", model=model, weights=weights,
+                           tokenizer_dir=examples / "tokenizer", config=resolved_config, state=state,
+                           data_cursor=cursor, rng=gather_objects(capture_rng()),
+                           training={"optimizer": optim, "scaler": scaler.state_dict()})
+    loaded = load_checkpoint(newest_good_checkpoint(out_dir))           # verified against its checksums
 
 step-00000100/ (and final/, which has no optimizer.pt):
   config.json, model.safetensors   `model.save_pretrained`; loads with AutoModelForPreTraining
   vocab.txt, tokenizer*.json ...   the examples' tokenizer, so AutoTokenizer loads from here too
   ptk_config.json                  the resolved PretrainConfig that made it
-  trainer_state.json               step, tokens and samples seen, data cursor, learning rate, and the
-                                   python/numpy/torch(/cuda) RNG states as JSON (torch's as base64)
-  optimizer.pt                     {"optimizer", "scheduler"} state dicts: tensors and plain values
-                                   only, read back with torch.load(weights_only=True)
+  trainer_state.json               step, tokens and samples seen, data cursor, learning rate, the
+                                   python/numpy/torch(/cuda) RNG states of every process as JSON
+                                   (torch's as base64), and the sha256 of the two weight files
+  optimizer.pt                     {"optimizer": state by parameter name, "scaler": fp16 loss scaler},
+                                   tensors and plain values only, read with torch.load(weights_only=True)
 
 A directory is written as `.step-00000100.tmp-PID` and renamed when whole, so every `step-*` is
-complete and a kill mid-save leaves only a temporary directory that the next run removes.
+complete and a kill mid-save leaves only a temporary directory that the next run removes. A
+checkpoint damaged afterwards (a disk error, a truncated copy) fails its checksums: the run warns,
+renames it `corrupt-step-*` (kept for inspection) and continues from the one before.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -32,13 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pretrain_cli.console import quiet_transformers
+from pretrain_cli.console import quiet_transformers, say
 from pretrain_cli.errors import UserError
 from pretrain_cli.store import atomic_write_json
 
 STEP_DIR = re.compile(r"step-\d{8}")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+MODEL_FILE = "model.safetensors"
 
 
 def step_dir_name(step: int) -> str:
@@ -105,26 +113,38 @@ def _commit_dir(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(out_dir: Path, name: str, *, model: torch.nn.Module, tokenizer_dir: Path,
-                    config: dict[str, Any], state: TrainerState, data_cursor: dict[str, int],
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
-    """Write `out_dir/name` atomically; without an optimizer it is a model-only directory (final/)."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(out_dir: Path, name: str, *, model: torch.nn.Module, weights: dict[str, torch.Tensor],
+                    tokenizer_dir: Path, config: dict[str, Any], state: TrainerState,
+                    data_cursor: dict[str, int], rng: list[dict[str, Any]],
+                    training: dict[str, Any] | None = None) -> Path:
+    """Write `out_dir/name` atomically (on one process); without `training` it is a model-only final/.
+
+    weights: the full state dict of `model` (under FSDP the live model holds only shards).
+    rng: `capture_rng()` of every process, in rank order.
+    """
     path = out_dir / name
     tmp = out_dir / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with quiet_transformers():
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=dict(weights))  # it drops tied keys from the dict it gets
     for file in tokenizer_dir.iterdir():
         if file.is_file():
             shutil.copyfile(file, tmp / file.name)
     atomic_write_json(tmp / "ptk_config.json", config)
-    atomic_write_json(tmp / STATE_FILE, {**dataclasses.asdict(state), "data_cursor": data_cursor,
-                                         "rng": capture_rng()})
-    if optimizer is not None:
-        assert scheduler is not None
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                   tmp / OPTIMIZER_FILE)
+    files = [MODEL_FILE]
+    if training is not None:
+        torch.save(training, tmp / OPTIMIZER_FILE)
+        files.append(OPTIMIZER_FILE)
+    atomic_write_json(tmp / STATE_FILE, {**dataclasses.asdict(state), "data_cursor": data_cursor, "rng": rng,
+                                         "sha256": {f: _sha256(tmp / f) for f in files}})
     _commit_dir(tmp, path)
     return path
 
@@ -151,32 +171,54 @@ def prune(out_dir: Path, keep_last: int) -> None:
             shutil.rmtree(path)
 
 
-def read_state(path: Path) -> tuple[TrainerState, dict[str, int], dict[str, Any]]:
-    """(state, data cursor, RNG states) of a checkpoint; a UserError if it is not one."""
+@dataclasses.dataclass
+class Loaded:
+    """Everything a checkpoint holds, verified and read into memory."""
+
+    path: Path
+    state: TrainerState
+    data_cursor: dict[str, int]
+    rng: list[dict[str, Any]]  # one per process of the run that saved it
+    weights: dict[str, torch.Tensor]
+    training: dict[str, Any]  # {"optimizer": ..., "scaler": ... or None}
+
+
+def read_state(path: Path) -> tuple[TrainerState, dict[str, Any]]:
+    """(state, the rest of trainer_state.json) of a checkpoint; a UserError if it is not one."""
     try:
         record = json.loads((path / STATE_FILE).read_text())
-        rng, cursor = record.pop("rng"), record.pop("data_cursor")
-        return TrainerState(**record), cursor, rng
+        extra = {key: record.pop(key) for key in ("rng", "data_cursor", "sha256")}
+        return TrainerState(**record), extra
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a readable ptk checkpoint ({exc}); pass a step-* directory "
                         f"written by `ptk pretrain`, or --resume no") from None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[TrainerState, dict[str, int]]:
-    """Restore weights, optimizer, schedule and, last of all, the RNG states saved at `path`."""
-    from safetensors.torch import load_model
+def load_checkpoint(path: Path) -> Loaded:
+    """Read a step checkpoint after checking its files against the checksums saved with it."""
+    from safetensors.torch import load_file
 
-    state, cursor, rng = read_state(path)
-    device = next(model.parameters()).device
-    try:
-        load_model(model, path / "model.safetensors", strict=True, device=str(device))
-    except (RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{path}: its weights do not fit the model these options build ({first}); "
-                        f"resume with the same --preset/--init and examples, or pass --resume no") from None
-    saved = torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    restore_rng(rng)
-    return state, cursor
+    state, extra = read_state(path)
+    for file, expected in extra["sha256"].items():
+        if not (path / file).is_file() or _sha256(path / file) != expected:
+            raise UserError(f"{path}/{file}: does not match the checksum saved with it (damaged after it "
+                            f"was written); delete {path} to continue from an older checkpoint, or pass "
+                            f"--resume no")
+    rng = extra["rng"] if isinstance(extra["rng"], list) else [extra["rng"]]
+    training = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    return Loaded(path=path, state=state, data_cursor=extra["data_cursor"], rng=rng,
+                  weights=load_file(path / MODEL_FILE), training=training)
+
+
+def newest_good_checkpoint(out_dir: Path) -> Loaded | None:
+    """The newest step checkpoint that verifies; damaged newer ones are renamed aside with a warning."""
+    for path in reversed(step_checkpoints(out_dir)):
+        try:
+            return load_checkpoint(path)
+        except (UserError, RuntimeError, OSError, ValueError) as exc:  # safetensors/torch.load errors too
+            aside = path.with_name(f"corrupt-{path.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(path, aside)
+            say(f"warning: {path} is damaged ({str(exc).splitlines()[0][:200]}); kept as {aside.name}, "
+                f"continuing from the checkpoint before it")
+    return None

@@ -2,7 +2,7 @@
 
     examples = PairExamples.from_manifest(read_manifest(examples_dir, "mask"), "train", vocab_size=8192)
     order = SampleOrder(len(examples), seed=0)
-    batches = MicroBatches(examples, order, start=0, micro_batch_size=32, count=100, pad_id=0)
+    batches = MicroBatches(examples, order, start=0, micro_batch_size=32, accum=4, steps=100, pad_id=0)
     batches[0]   # a Batch of torch tensors, padded to its longest example
 
 Shards stay memory-mapped: each record batch's list columns are kept as their flat value buffer
@@ -15,9 +15,9 @@ index): a fresh choice every epoch (RoBERTa), yet the same for any batch size, w
 Order: epoch e reads the examples in `numpy.random.default_rng((seed, e)).permutation(n)`, and
 training consumes that endless stream front to back. The whole data state is therefore one
 position, shown as (epoch, index in the epoch's permutation): a resumed run starts there and never
-replays the loader. Micro-batch k of rank r reads the `micro` positions starting at
-start + (k·world_size + r)·micro, so one optimizer step (accum micro-batches on every rank)
-consumes exactly micro × accum × world_size positions, whatever the world size.
+replays the loader. One optimizer step (accum micro-batches on every rank) consumes exactly
+micro × accum × world_size positions, whatever the world size; `MicroBatches` says how a step's
+positions are dealt to micro-batches and ranks.
 """
 
 from __future__ import annotations
@@ -173,16 +173,25 @@ class PairExamples:
         """Tokens of every example, in global row order."""
         return np.concatenate([np.diff(p.ids_offsets) for p in self.pieces])
 
-    def collate(self, indices: np.ndarray, pad_id: int, epochs: np.ndarray | None = None) -> Batch:
+    def masked_fraction(self) -> float:
+        """Share of tokens the MLM head predicts (dynamic examples: the rule's rate, near enough)."""
+        if self.dynamic is not None:
+            return self.dynamic.rule.masked_lm_prob
+        masked = sum(int(p.mask_offsets[-1] - p.mask_offsets[0]) for p in self.pieces)
+        return masked / max(1, int(self.lengths().sum()))
+
+    def collate(self, indices: np.ndarray, pad_id: int, epochs: np.ndarray | None = None,
+                pad_multiple: int = 1) -> Batch:
         """The examples at `indices`, padded to the longest of them (a loop over rows, not tokens).
 
         epochs: the epoch each index is read in (dynamic masking draws its masks from it; 0 if None).
+        pad_multiple: round the padded length up to this (8 on GPUs keeps matmuls tensor-core shaped).
         """
         piece_of = np.searchsorted(self.starts, indices, side="right") - 1
         local = indices - self.starts[piece_of]
         spans = [(self.pieces[p], int(i)) for p, i in zip(piece_of, local, strict=True)]
         lengths = [int(p.ids_offsets[i + 1] - p.ids_offsets[i]) for p, i in spans]
-        width = max(lengths)
+        width = -(-max(lengths) // pad_multiple) * pad_multiple
         input_ids = np.full((len(spans), width), pad_id, dtype=np.int64)
         token_type_ids = np.zeros((len(spans), width), dtype=np.int64)
         attention_mask = np.zeros((len(spans), width), dtype=np.int64)
@@ -250,21 +259,38 @@ class SampleOrder:
 
 
 class MicroBatches(torch.utils.data.Dataset):
-    """Micro-batch k (0 ≤ k < count) of one rank, from stream position `start` on."""
+    """The micro-batches one rank trains on, from stream position `start` on, `accum` per step.
+
+    Every optimizer step takes the next micro × accum × world positions of the stream. With more
+    than one micro-batch per step, they are bucketed: the step's examples are sorted by length and
+    dealt out in slices, so each micro-batch pads to a length close to its own rows' and padding
+    stays small. Slice c = j·world + rank is micro-batch j of `rank`; one process with accum·world
+    micro-batches reads exactly the slices that `world` processes read together, so the process
+    count changes neither which examples a step trains on nor how they are grouped. Within a slice
+    rows stay in stream order.
+    """
 
     def __init__(self, examples: PairExamples, order: SampleOrder, *, start: int, micro_batch_size: int,
-                 count: int, pad_id: int, world_size: int = 1, rank: int = 0) -> None:
-        self.examples, self.order = examples, order
-        self.start, self.micro, self.count, self.pad_id = start, micro_batch_size, count, pad_id
-        self.world_size, self.rank = world_size, rank
+                 accum: int, steps: int, pad_id: int, world_size: int = 1, rank: int = 0,
+                 pad_multiple: int = 1) -> None:
+        self.examples, self.order, self.lengths = examples, order, examples.lengths()
+        self.start, self.micro, self.accum, self.steps = start, micro_batch_size, accum, steps
+        self.world_size, self.rank, self.pad_id, self.pad_multiple = world_size, rank, pad_id, pad_multiple
 
     def __len__(self) -> int:
-        return self.count
+        return self.steps * self.accum
 
     def __getitem__(self, k: int) -> Batch:
-        position = self.start + (k * self.world_size + self.rank) * self.micro
-        return self.examples.collate(self.order.take(position, self.micro), self.pad_id,
-                                     self.order.epochs(position, self.micro))
+        step, j = divmod(k, self.accum)
+        per_step = self.micro * self.accum * self.world_size
+        position = self.start + step * per_step
+        indices = self.order.take(position, per_step)
+        slice_index = j * self.world_size + self.rank
+        chosen = np.argsort(self.lengths[indices], kind="stable")[slice_index * self.micro:
+                                                                   (slice_index + 1) * self.micro]
+        chosen.sort()
+        epochs = self.order.epochs(position, per_step)[chosen]
+        return self.examples.collate(indices[chosen], self.pad_id, epochs, pad_multiple=self.pad_multiple)
 
 
 def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:

@@ -35,8 +35,8 @@ def test_short_run_then_up_to_date(examples: Path, tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
     result = pretrain(str(examples), "--out", str(out), *SHORT)
     assert result.exit_code == 0, result.output
-    assert "global batch 8 = 8 micro × 1 accum × 1 process(es)" in result.output
-    assert "step 3: loss" in result.output
+    assert "8 = 8 micro × 1 accum × 1 process(es)" in result.output  # the start summary
+    assert "step 3/3: loss" in result.output
     assert read_manifest(out, "pretrain").stats["steps"] == 3
     again = pretrain(str(examples), "--out", str(out), *SHORT)
     assert again.exit_code == 0 and "up to date" in again.output
@@ -77,9 +77,12 @@ def test_init_with_another_vocabulary(examples: Path, tmp_path: Path) -> None:
 
 def test_unknown_preset_and_other_bad_options_in_one_line(examples: Path, tmp_path: Path) -> None:
     result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--preset", "huge",
-                      "--micro-batch-size", "0", "--precision", "fp8")
+                      "--micro-batch-size", "0", "--dropout", "1.5", "--budget", "8 hours")
     assert_clean_failure(result, tmp_path / "o", "--preset 'huge' is unknown", "tiny, mini, small",
-                         "--micro-batch-size must be at least 1", "--precision 'fp8'")
+                         "--micro-batch-size must be at least 1", "--dropout must be in [0, 1)",
+                         "--budget '8 hours' is not a duration")
+    result = pretrain(str(examples), "--out", str(tmp_path / "o"), "--precision", "fp8")
+    assert_clean_failure(result, tmp_path / "o", "'fp8' is not one of 'auto', 'fp32', 'bf16', 'fp16'")
 
 
 def test_missing_resume_path(examples: Path, tmp_path: Path) -> None:

@@ -53,27 +53,44 @@ def test_every_epoch_is_a_seeded_permutation_and_the_stream_crosses_epochs() -> 
 def test_a_stream_started_at_a_cursor_continues_the_uninterrupted_one(train_set: PairExamples) -> None:
     first = len(train_set) // 7 - 3  # ten micro-batches from here cross into the second epoch
     whole = MicroBatches(train_set, SampleOrder(len(train_set), seed=0), start=0, micro_batch_size=7,
-                         count=first + 10, pad_id=0)
+                         accum=1, steps=first + 10, pad_id=0)
     resumed = MicroBatches(train_set, SampleOrder(len(train_set), seed=0), start=7 * first,
-                           micro_batch_size=7, count=10, pad_id=0)
+                           micro_batch_size=7, accum=1, steps=10, pad_id=0)
     for k in range(10):
         assert torch.equal(whole[first + k].input_ids, resumed[k].input_ids)
 
 
-def test_ranks_split_the_same_positions_a_single_process_reads(train_set: PairExamples) -> None:
-    single = MicroBatches(train_set, SampleOrder(len(train_set), 0), start=5, micro_batch_size=8, count=3,
-                          pad_id=0)
-    ranks = [MicroBatches(train_set, SampleOrder(len(train_set), 0), start=5, micro_batch_size=4, count=3,
-                          pad_id=0, world_size=2, rank=r) for r in range(2)]
-    for k in range(3):
-        together = torch.cat([ranks[0][k].nsp_labels, ranks[1][k].nsp_labels])
-        assert torch.equal(together, single[k].nsp_labels)
-        assert ranks[0][k].tokens + ranks[1][k].tokens == single[k].tokens
+def test_ranks_read_exactly_the_micro_batches_one_process_accumulates(train_set: PairExamples) -> None:
+    """1 process × 2 accumulated micro-batches = 2 processes × 1: the same rows, grouped the same."""
+    single = MicroBatches(train_set, SampleOrder(len(train_set), 0), start=5, micro_batch_size=4, accum=2,
+                          steps=3, pad_id=0)
+    ranks = [MicroBatches(train_set, SampleOrder(len(train_set), 0), start=5, micro_batch_size=4, accum=1,
+                          steps=3, pad_id=0, world_size=2, rank=r) for r in range(2)]
+    for step in range(3):
+        for rank in range(2):
+            ours, theirs = single[2 * step + rank], ranks[rank][step]
+            assert torch.equal(ours.input_ids, theirs.input_ids)
+            assert torch.equal(ours.mlm_labels, theirs.mlm_labels)
+
+
+def test_a_step_reads_its_positions_bucketed_by_length(train_set: PairExamples) -> None:
+    order = SampleOrder(len(train_set), 0)
+    batches = MicroBatches(train_set, order, start=0, micro_batch_size=8, accum=4, steps=2, pad_id=0)
+    lengths = train_set.lengths()
+    for step in range(2):
+        micro = [batches[step * 4 + j] for j in range(4)]
+        positions = order.take(step * 32, 32)
+        # every example of the step exactly once, nothing from other steps
+        assert sum(b.tokens for b in micro) == int(lengths[positions].sum())
+        widths = [b.input_ids.shape[1] for b in micro]
+        assert widths == sorted(widths)  # shortest examples first
+        unbucketed = sum(8 * int(lengths[positions[j * 8:(j + 1) * 8]].max()) for j in range(4))
+        assert sum(b.input_ids.numel() for b in micro) <= unbucketed
 
 
 def test_loader_workers_change_nothing_but_speed(train_set: PairExamples) -> None:
-    batches = MicroBatches(train_set, SampleOrder(len(train_set), 0), start=0, micro_batch_size=8, count=6,
-                           pad_id=0)
+    batches = MicroBatches(train_set, SampleOrder(len(train_set), 0), start=0, micro_batch_size=8, accum=2,
+                           steps=3, pad_id=0)
     inline = [b.input_ids for b in loader(batches, workers=0, pin_memory=False)]
     background = [b.input_ids for b in loader(batches, workers=2, pin_memory=False)]
     assert all(torch.equal(a, b) for a, b in zip(inline, background, strict=True))

@@ -11,12 +11,11 @@ import torch
 from pretrain_fixtures import build_pipeline_examples
 from safetensors.torch import load_file
 
-import pretrain_cli.training.loop as loop
 from pretrain_cli.errors import UserError
+from pretrain_cli.modeling.pretraining import PretrainingLoss
 from pretrain_cli.samples import sample_path
 from pretrain_cli.stages.pretrain import PretrainConfig, run
 from pretrain_cli.store import read_manifest
-from pretrain_cli.training.data import Batch
 
 SMALL = {"max_steps": 8, "micro_batch_size": 8, "save_every": 2, "keep_last": 2, "log_every": 2}
 
@@ -48,7 +47,9 @@ def test_layout_manifest_and_metrics(examples: Path, trained: Path) -> None:
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6, 8]
     assert set(records[0]) == {"step", "tokens", "loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s",
-                               "elapsed_s"}
+                               "elapsed_s", "grad_norm", "padding", "mfu"}
+    assert records[0]["mfu"] is None  # no peak FLOP/s is known for a CPU, so none is guessed
+    assert all(0 <= r["padding"] < 1 and r["grad_norm"] > 0 for r in records)
     assert records[-1]["tokens"] == manifest.stats["tokens"]
     assert list((trained / "tb").glob("events.out.tfevents.*"))
     state = json.loads((trained / "step-00000006" / "trainer_state.json").read_text())
@@ -86,14 +87,14 @@ def test_resume_from_a_given_checkpoint_ends_bitwise_equal(examples: Path, train
 def test_nan_loss_stops_keeps_the_checkpoint_and_the_rerun_recovers(
         examples: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real = loop.pretraining_loss_sums
+    real = PretrainingLoss.forward
 
-    def poisoned(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def poisoned(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        mlm, nsp = real(model, batch)
+        mlm, nsp = real(self, *inputs)
         return (mlm * float("nan"), nsp) if calls["n"] == 5 else (mlm, nsp)
 
-    monkeypatch.setattr(loop, "pretraining_loss_sums", poisoned)
+    monkeypatch.setattr(PretrainingLoss, "forward", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(UserError, match=r"step 5: the loss is nan .* last good checkpoint is .*step-0+4"):
         run(PretrainConfig(examples=examples, out=out, **SMALL))

@@ -1,0 +1,134 @@
+"""Wrapping the loss module for DDP or FSDP, and its state as plain, portable dictionaries.
+
+    wrapped = wrap(loss_model, strategy="ddp", dist=dist, device=device)
+    with sync_gradients(wrapped, last_micro_batch):   # no all-reduce until the last micro-batch
+        loss.backward()
+    weights, optim = full_state(loss_model, wrapped, optimizer)   # whole tensors on CPU, every rank
+    load_full_state(loss_model, wrapped, optimizer, weights, optim)
+
+Checkpoints hold *full* state keyed by parameter name, whatever the strategy: the weights as the
+HF model's state dict and the optimizer state by parameter name instead of by position. So a run
+saved under FSDP on 8 GPUs resumes under DDP on 2, or on one CPU process, and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from pretrain_cli.training.distributed import Dist
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+def wrap(module: torch.nn.Module, *, strategy: str, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """`module` ready for `dist`: itself for one process, else DDP or FSDP2 (one shard unit per layer)."""
+    if not dist.enabled:
+        return module
+    if strategy == "fsdp":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(device.type, (dist.world_size,))
+        for layer in module.model.bert.encoder.layer:
+            fully_shard(layer, mesh=mesh)
+        return fully_shard(module, mesh=mesh)
+    from torch.nn.parallel import DistributedDataParallel
+
+    # the loss module's graph is the same every step, so DDP may skip its unused-parameter search
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def sync_gradients(wrapped: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Let backward all-reduce (or reduce-scatter) gradients only when `enabled`."""
+    if hasattr(wrapped, "no_sync") and not enabled:  # DDP
+        with wrapped.no_sync():
+            yield
+        return
+    if hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2
+        wrapped.set_requires_gradient_sync(enabled)
+    yield
+
+
+def _is_fsdp(wrapped: torch.nn.Module) -> bool:
+    return hasattr(wrapped, "set_requires_gradient_sync")
+
+
+def _names(module: torch.nn.Module) -> dict[int, str]:
+    return {id(p): name for name, p in module.named_parameters()}
+
+
+def _in_order(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The optimizer's parameters in the order its state_dict numbers them."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def full_state(module: torch.nn.Module, wrapped: torch.nn.Module,
+               optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model weights, optimizer state by parameter name), as whole CPU tensors.
+
+    Collective under FSDP: every rank must call it. Weight names are the HF model's (no wrapper prefix).
+    """
+    if _is_fsdp(wrapped):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = get_model_state_dict(wrapped, options=options)
+        optim = get_optimizer_state_dict(wrapped, optimizer, options=options)
+    else:
+        weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        names, saved = _names(module), optimizer.state_dict()
+        position = {i: names[id(p)] for i, p in enumerate(_in_order(optimizer))}
+        optim = {"state": {position[i]: {k: v.cpu() if torch.is_tensor(v) else v for k, v in s.items()}
+                           for i, s in saved["state"].items()},
+                 "param_groups": [{**g, "params": [position[i] for i in g["params"]]}
+                                  for g in saved["param_groups"]]}
+    prefix = "model."
+    weights = {k.removeprefix(prefix): v for k, v in weights.items()}
+    return weights, optim
+
+
+def _with_tied(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add the tied aliases safetensors leaves out (BERT's decoder shares the word embeddings)."""
+    first_name: dict[int, str] = {}
+    aliases = {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        key = id(tensor)
+        if key in first_name:
+            aliases[name] = first_name[key]
+        else:
+            first_name[key] = name
+    return {**{alias: weights[source] for alias, source in aliases.items()
+               if alias not in weights and source in weights}, **weights}
+
+
+def load_full_state(module: torch.nn.Module, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    weights: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
+    """Put `full_state`'s output back, on every rank; strict about missing or unexpected weights."""
+    weights = _with_tied(module, {f"model.{k}": v for k, v in weights.items()})
+    if _is_fsdp(wrapped):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, strict=True)
+        set_model_state_dict(wrapped, weights, options=options)
+        set_optimizer_state_dict(wrapped, optimizer, optim, options=options)
+        return
+    module.load_state_dict(weights, strict=True)
+    names = _names(module)
+    index = {names[id(p)]: i for i, p in enumerate(_in_order(optimizer))}
+    optimizer.load_state_dict({  # load_state_dict moves each tensor to its parameter's device
+        "state": {index[name]: s for name, s in optim["state"].items()},
+        "param_groups": [{**g, "params": [index[name] for name in g["params"]]}
+                         for g in optim["param_groups"]]})
