@@ -252,7 +252,7 @@ def train_seed(cfg: FinetuneConfig, task: TaskData, enc_train: Encoded, enc_dev:
     )
     from pretrain_cli.tasks.encode import collate, train_batches
     from pretrain_cli.tasks.metrics import scores
-    from pretrain_cli.training.schedule import build_optimizer, warmup_steps
+    from pretrain_cli.training.schedule import LrSchedule, build_optimizer, set_learning_rate, warmup_steps
 
     model = build_classifier(cfg.model_dir, task.labels, random_init=cfg.random_init, seed=seed)
     base_dir = cfg.model_dir
@@ -265,8 +265,9 @@ def train_seed(cfg: FinetuneConfig, task: TaskData, enc_train: Encoded, enc_dev:
 
     steps_per_epoch = math.ceil(len(enc_train.labels) / cfg.batch_size)
     max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    optimizer, scheduler = build_optimizer(model, learning_rate=cfg.lr, weight_decay=WEIGHT_DECAY,
-                                           warmup=warmup_steps(WARMUP, max_steps), max_steps=max_steps)
+    optimizer = build_optimizer(model, name="adamw", learning_rate=cfg.lr, weight_decay=WEIGHT_DECAY)
+    schedule = LrSchedule(peak=cfg.lr, kind="linear", warmup=warmup_steps(WARMUP, max_steps),
+                          max_steps=max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     order = random.Random(seed)  # the data order, independent of torch's RNG (dropout)
     pad_id = tokenizer.pad_token_id
@@ -290,7 +291,7 @@ def train_seed(cfg: FinetuneConfig, task: TaskData, enc_train: Encoded, enc_dev:
         record = {"step": step, "epoch": round(step / steps_per_epoch, 3),
                   "train_loss": loss_sum / max(loss_count, 1), "dev_loss": dev_loss,
                   "dev_accuracy": score["accuracy"], "dev_macro_f1": score["macro_f1"],
-                  "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - started, 3)}
+                  "lr": schedule.learning_rate(step), "elapsed_s": round(time.perf_counter() - started, 3)}
         curve.write(json.dumps(record) + "\n")
         curve.flush()
         loss_sum, loss_count = 0.0, 0
@@ -312,8 +313,8 @@ def train_seed(cfg: FinetuneConfig, task: TaskData, enc_train: Encoded, enc_dev:
                 loss = model(**collate(enc_train, indices, pad_id)).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+                set_learning_rate(optimizer, schedule.learning_rate(step))
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1

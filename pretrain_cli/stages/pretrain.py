@@ -145,12 +145,12 @@ class PretrainConfig(StageConfig):
             found.append(f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
         else:
             found += shape_problems(self.shape)
-        for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every", "nnodes"):
+        for name in ("max_steps", "micro_batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("keep_last", "weight_decay", "warmup_steps", "max_grad_norm", "save_every", "gpus",
                      "procs", "global_batch", "save_every_minutes", "peak_tflops", "layers", "hidden",
-                     "heads", "intermediate", "node_rank"):
+                     "heads", "intermediate"):
             if getattr(self, name) < 0:
                 found.append(f"--{name.replace('_', '-')} must be 0 or more")
         if self.workers < -1:
@@ -169,10 +169,10 @@ class PretrainConfig(StageConfig):
             found.append("--gpus and --procs both given; use --gpus on GPUs, --procs on CPU")
         if self.procs and self.device == "cuda":
             found.append("--procs runs CPU processes; use --gpus N for CUDA")
-        if self.node_rank >= self.nnodes:
-            found.append(f"--node-rank {self.node_rank} must be below --nnodes {self.nnodes}")
-        if self.nnodes > 1 and not self.rdzv_endpoint:
-            found.append("--nnodes above 1 needs --rdzv-endpoint host:port (the first node's address)")
+        from pretrain_cli.training.distributed import Launch
+
+        found += Launch(nproc_per_node=max(1, self.gpus or self.procs), nnodes=self.nnodes,
+                        node_rank=self.node_rank, rdzv_endpoint=self.rdzv_endpoint).problems()
         if self.save_every == 0 and self.save_every_minutes == 0:
             found.append("--save-every and --save-every-minutes are both 0; set one so the run can resume")
         split = self.micro_batch_size * self.world_size
@@ -337,7 +337,8 @@ def run(cfg: PretrainConfig) -> Manifest:
         from pretrain_cli.training.session import train_session
 
         return train_session(cfg, examples, facts, objective, init, out)
-    if (done := out.up_to_date()) is not None:
+    # on a shared file system one node prepares --out; rank 0 checks it again before training
+    if cfg.node_rank == 0 and (done := out.up_to_date()) is not None:
         return done
     procs = cfg.gpus or cfg.procs
     launch(Launch(nproc_per_node=procs, nnodes=cfg.nnodes, node_rank=cfg.node_rank,

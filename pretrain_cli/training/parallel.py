@@ -91,23 +91,24 @@ def full_state(module: torch.nn.Module, wrapped: torch.nn.Module,
                            for i, s in saved["state"].items()},
                  "param_groups": [{**g, "params": [position[i] for i in g["params"]]}
                                   for g in saved["param_groups"]]}
-    prefix = "model."
-    weights = {k.removeprefix(prefix): v for k, v in weights.items()}
+    # a tie is one tensor saved once: FSDP's gathered copies would otherwise save it twice
+    tied = _tied(module)
+    weights = {k.removeprefix("model."): v for k, v in weights.items() if k not in tied}
     return weights, optim
 
 
-def _with_tied(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add the tied aliases safetensors leaves out (BERT's decoder shares the word embeddings)."""
+def _tied(module: torch.nn.Module) -> dict[str, str]:
+    """Second names of shared tensors (BERT's decoder is the word embedding) → the first name."""
     first_name: dict[int, str] = {}
     aliases = {}
     for name, tensor in module.state_dict(keep_vars=True).items():
-        key = id(tensor)
-        if key in first_name:
-            aliases[name] = first_name[key]
-        else:
-            first_name[key] = name
-    return {**{alias: weights[source] for alias, source in aliases.items()
-               if alias not in weights and source in weights}, **weights}
+        aliases[name] = first_name.setdefault(id(tensor), name)
+    return {alias: name for alias, name in aliases.items() if alias != name}
+
+
+def _with_tied(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add back the tied aliases that checkpoints leave out."""
+    return {**{alias: weights[name] for alias, name in _tied(module).items() if name in weights}, **weights}
 
 
 def load_full_state(module: torch.nn.Module, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer,
