@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -98,29 +100,42 @@ def test_cuda_asked_but_absent(examples: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_is_bitwise_identical(examples: Path, tmp_path: Path) -> None:
-    """A real kill -9 after the first checkpoint; the same command then finishes the run exactly."""
+def test_sigkill_at_three_points_then_rerun_is_bitwise_identical(examples: Path, tmp_path: Path) -> None:
+    """Real kill -9s: mid-step after a checkpoint, in the middle of writing one, and at the last
+    checkpoint; the same command then finishes the run exactly as if nothing had happened."""
     # one fixed thread count for every run: float sums may be split differently across threads
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    options = ["--max-steps", "40", "--micro-batch-size", "8", "--save-every", "5", "--log-every", "5"]
+    options = ["--max-steps", "40", "--micro-batch-size", "8", "--grad-accum", "2", "--save-every", "5",
+               "--log-every", "5", "--keep-last", "3"]
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "pretrain_cli.cli.app", "pretrain", str(examples), "--out", str(out),
                 *options]
 
+    def kill_when(out: Path, ready: Callable[[], bool]) -> None:
+        process = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert process.poll() is None and time.monotonic() < deadline, "ended before the kill point"
+            time.sleep(0.001)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not (out / "manifest.json").exists(), "the run finished before the kill; make it longer"
+
     subprocess.run(command(tmp_path / "whole"), env=env, check=True, capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "step-00000005").is_dir():
-        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "manifest.json").exists(), "the run finished before the kill; make it longer"
+    kill_when(killed, lambda: (killed / "step-00000005").is_dir())  # 1: training on after step 5
+    # 2: while a checkpoint is being written (a .step-*.tmp-* directory exists), or, should the
+    # poll miss that short window, just after the next checkpoint appears
+    kill_when(killed, lambda: any(killed.glob(".step-*.tmp-*")) or (killed / "step-00000015").is_dir())
+    kill_when(killed, lambda: (killed / "step-00000035").is_dir())  # 3: close to the end
     subprocess.run(command(killed), env=env, check=True, capture_output=True)
     assert read_manifest(killed, "pretrain").stats["resumed_from"] is not None
+    assert not list(killed.glob(".*.tmp-*"))  # the interrupted save's leftovers are gone
     whole, resumed = (load_file(p / "final" / "model.safetensors") for p in (tmp_path / "whole", killed))
     assert whole.keys() == resumed.keys()
     for name in whole:
         assert torch.equal(whole[name], resumed[name]), name
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(5, 41, 5))  # the log reads as one uninterrupted run

@@ -135,3 +135,29 @@ def test_sequences_longer_than_the_position_table_are_refused(examples: Path, tm
     with pytest.raises(UserError, match="up to 1024 tokens, but the model reads at most 512 positions"):
         run(PretrainConfig(examples=longer, out=tmp_path / "o", **SMALL))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
+        examples: Path, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    calls = {"n": 0}
+    real = PretrainingLoss.forward
+
+    def stop_at_step_7(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt  # the run dies after saving step-4 and step-6
+        return real(self, *inputs)
+
+    monkeypatch.setattr(PretrainingLoss, "forward", stop_at_step_7)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        run(PretrainConfig(examples=examples, out=out, **SMALL))
+    monkeypatch.undo()
+    optimizer = out / "step-00000006" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:1000])  # a truncated copy
+    resumed = run(PretrainConfig(examples=examples, out=out, **SMALL))
+    assert "step-00000006 is damaged" in capsys.readouterr().err
+    assert resumed.stats["resumed_from"] == str(out / "step-00000004")
+    assert (out / "corrupt-step-00000006" / "optimizer.pt").stat().st_size == 1000  # kept, not deleted
+    assert same_weights(trained / "final", out / "final")
