@@ -173,12 +173,26 @@ class PairExamples:
         """Tokens of every example, in global row order."""
         return np.concatenate([np.diff(p.ids_offsets) for p in self.pieces])
 
+    def lengths_of(self, indices: np.ndarray) -> np.ndarray:
+        """Tokens of the examples at `indices` (without materialising every length)."""
+        piece_of = np.searchsorted(self.starts, indices, side="right") - 1
+        local = indices - self.starts[piece_of]
+        out = np.empty(len(indices), dtype=np.int64)
+        for p in np.unique(piece_of):  # vectorised per record batch: a step may hold thousands
+            rows = piece_of == p
+            offsets = self.pieces[p].ids_offsets
+            out[rows] = offsets[local[rows] + 1] - offsets[local[rows]]
+        return out
+
+    def total_tokens(self) -> int:
+        return sum(int(p.ids_offsets[-1] - p.ids_offsets[0]) for p in self.pieces)
+
     def masked_fraction(self) -> float:
         """Share of tokens the MLM head predicts (dynamic examples: the rule's rate, near enough)."""
         if self.dynamic is not None:
             return self.dynamic.rule.masked_lm_prob
         masked = sum(int(p.mask_offsets[-1] - p.mask_offsets[0]) for p in self.pieces)
-        return masked / max(1, int(self.lengths().sum()))
+        return masked / max(1, self.total_tokens())
 
     def collate(self, indices: np.ndarray, pad_id: int, epochs: np.ndarray | None = None,
                 pad_multiple: int = 1) -> Batch:
@@ -273,7 +287,7 @@ class MicroBatches(torch.utils.data.Dataset):
     def __init__(self, examples: PairExamples, order: SampleOrder, *, start: int, micro_batch_size: int,
                  accum: int, steps: int, pad_id: int, world_size: int = 1, rank: int = 0,
                  pad_multiple: int = 1) -> None:
-        self.examples, self.order, self.lengths = examples, order, examples.lengths()
+        self.examples, self.order = examples, order
         self.start, self.micro, self.accum, self.steps = start, micro_batch_size, accum, steps
         self.world_size, self.rank, self.pad_id, self.pad_multiple = world_size, rank, pad_id, pad_multiple
 
@@ -286,7 +300,7 @@ class MicroBatches(torch.utils.data.Dataset):
         position = self.start + step * per_step
         indices = self.order.take(position, per_step)
         slice_index = j * self.world_size + self.rank
-        chosen = np.argsort(self.lengths[indices], kind="stable")[slice_index * self.micro:
+        chosen = np.argsort(self.examples.lengths_of(indices), kind="stable")[slice_index * self.micro:
                                                                    (slice_index + 1) * self.micro]
         chosen.sort()
         epochs = self.order.epochs(position, per_step)[chosen]

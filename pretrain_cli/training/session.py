@@ -190,8 +190,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
              "layers": mconf.num_hidden_layers, "hidden": mconf.hidden_size,
              "heads": mconf.num_attention_heads, "intermediate": mconf.intermediate_size,
              "max_position_embeddings": mconf.max_position_embeddings}
-    lengths = train_set.lengths()
-    mean_tokens = float(lengths.mean())
+    mean_tokens = train_set.total_tokens() / len(train_set)
     masked_fraction = train_set.masked_fraction()
     flops_per_token = training_flops_per_token(
         layers=mconf.num_hidden_layers, hidden=mconf.hidden_size, intermediate=mconf.intermediate_size,
