@@ -9,6 +9,7 @@ and restores the same checkpoint, which process 0 chooses (falling back past dam
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -101,6 +102,22 @@ def _restore(loaded: Loaded, engine: Engine, dist: Dist, seed: int) -> None:
                 f"{dist.world_size}; the examples continue in the same order, dropout from fresh seeds")
 
 
+def _check_shape(start: Path, model: torch.nn.Module) -> None:
+    """Refuse a checkpoint of another shape (another --preset or shape flag) in one line, before its
+    weights fail to load into this model."""
+    keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+    saved = json.loads((start / "config.json").read_text())
+    theirs, ours = ({k: c.get(k) for k in keys} for c in (saved, model.config.to_dict()))
+    if theirs != ours:
+        def describe(c: dict[str, Any]) -> str:
+            return (f"{c['num_hidden_layers']}×{c['hidden_size']} ({c['num_attention_heads']} heads, ffn "
+                    f"{c['intermediate_size']}, {c['vocab_size']} embedding rows)")
+
+        raise UserError(f"--resume {start}: a {describe(theirs)} model, but this run builds "
+                        f"{describe(ours)}; pass the --preset / --layers / --hidden / --heads / "
+                        f"--intermediate that made it, or --resume no")
+
+
 def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, pad_id: int,
                   device: torch.device, autocast_dtype: torch.dtype | None) -> None:
     """On CUDA, one forward/backward on the longest examples, so a micro-batch that cannot fit fails
@@ -174,6 +191,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
             raise UserError(f"{start}: made on {cursor['num_examples']} examples up to step {state.step}, "
                             f"but this run has {len(train_set)} examples and --max-steps {cfg.max_steps}; "
                             f"resume it with the examples and options that made it, or pass --resume no")
+        _check_shape(start, model)
         _restore(loaded, engine, dist, cfg.seed)
         del loaded
         if dist.is_main:
