@@ -178,7 +178,7 @@ def main() -> None:
     from pretrain_cli.modeling.presets import PRESETS, bert_config, padded_vocab_size
     from pretrain_cli.store import read_manifest
     from pretrain_cli.training.data import PairExamples
-    from pretrain_cli.training.flops import peak_flops, training_flops_per_token
+    from pretrain_cli.training.flops import attention_length, peak_flops, training_flops_per_token
     from pretrain_cli.training.monitor import format_count, format_flops
 
     args = parse_args()
@@ -205,7 +205,8 @@ def main() -> None:
         side["tokens_per_s"] = side["tokens"] / side["seconds"]
         side["flops_per_token"] = training_flops_per_token(
             layers=config.num_hidden_layers, hidden=config.hidden_size, intermediate=config.intermediate_size,
-            vocab_rows=config.vocab_size, seq_len=seq, masked_fraction=side["masked_fraction"],
+            vocab_rows=config.vocab_size, seq_len=attention_length(train_set.lengths()),
+            masked_fraction=side["masked_fraction"],
             pair_task=upstream.extra.get("objective", "mlm+nsp") != "mlm")
         side["mfu"] = side["tokens_per_s"] * side["flops_per_token"] / peak if peak else None
     ratio = ptk["tokens_per_s"] / hf["tokens_per_s"]

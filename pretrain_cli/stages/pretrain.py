@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -122,6 +123,9 @@ class PretrainConfig(StageConfig):
 
     @property
     def world_size(self) -> int:
+        """Processes in the run: from the launcher inside one (ours or a user's own torchrun)."""
+        if "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ:
+            return int(os.environ["WORLD_SIZE"])
         return max(1, self.gpus or self.procs) * self.nnodes
 
     @property
@@ -190,9 +194,14 @@ class PretrainConfig(StageConfig):
             else:
                 if not (init / "config.json").is_file():
                     found.append(f"--init {init}: no config.json there; give an HF BERT model directory")
-        if self.resume not in ("auto", "no") and not (Path(self.resume) / "trainer_state.json").is_file():
-            found.append(f"--resume {self.resume}: not a checkpoint (no trainer_state.json there); give a "
-                         f"step-* directory written by `ptk pretrain`, or auto / no")
+        if self.resume not in ("auto", "no"):
+            given = Path(self.resume)
+            if not (given / "trainer_state.json").is_file():
+                found.append(f"--resume {self.resume}: not a checkpoint (no trainer_state.json there); give "
+                             f"a step-* directory written by `ptk pretrain`, or auto / no")
+            elif not (given / "optimizer.pt").is_file():
+                found.append(f"--resume {self.resume}: holds no optimizer state (a final/ model); resume "
+                             f"from a step-* directory, or continue its weights with --init {self.resume}")
         return found
 
     @property
@@ -293,7 +302,11 @@ def resolve_precision(choice: str, device: torch.device) -> torch.dtype | None:
 
     if choice == "fp16":
         return torch.float16
-    if choice == "bf16" or (choice == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    has_bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    if choice == "bf16" and not has_bf16:
+        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 arithmetic; "
+                        f"use --precision fp16 (with a loss scaler) or fp32")
+    if choice == "bf16" or (choice == "auto" and device.type == "cuda" and has_bf16):
         return torch.bfloat16
     return None
 
@@ -337,10 +350,11 @@ def run(cfg: PretrainConfig) -> Manifest:
         from pretrain_cli.training.session import train_session
 
         return train_session(cfg, examples, facts, objective, init, out)
-    # on a shared file system one node prepares --out; rank 0 checks it again before training
-    if cfg.node_rank == 0 and (done := out.up_to_date()) is not None:
+    # on a shared file system node 0 prepares --out (rank 0 checks it again before training); the
+    # others only look, so a finished job is not relaunched to wait for a node 0 that never comes
+    if (done := out.up_to_date() if cfg.node_rank == 0 else out.finished()) is not None:
         return done
     procs = cfg.gpus or cfg.procs
     launch(Launch(nproc_per_node=procs, nnodes=cfg.nnodes, node_rank=cfg.node_rank,
-                  rdzv_endpoint=cfg.rdzv_endpoint), cfg.to_dict(), cfg.out)
+                  rdzv_endpoint=cfg.rdzv_endpoint), cfg.to_dict())
     return read_manifest(cfg.out, "pretrain")

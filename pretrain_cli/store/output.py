@@ -55,16 +55,24 @@ class StageOutput:
     def key(self) -> dict[str, Any]:
         return {"stage": self.cfg.stage, "config_hash": self.cfg.config_hash(), "inputs": self.inputs}
 
+    def finished(self) -> Manifest | None:
+        """The manifest of this exact run if it already finished, without touching anything."""
+        if not (self.directory / MANIFEST).is_file():
+            return None
+        existing = read_manifest(self.directory, self.cfg.stage)
+        if existing.config_hash == self.key["config_hash"] and existing.inputs == self.inputs:
+            say(f"{self.cfg.stage}: {self.directory} is up to date")
+            return existing
+        return None
+
     def up_to_date(self) -> Manifest | None:
         """The existing manifest if this exact run already finished; otherwise prepare to (re)write."""
         self._checked = True
         manifest_path = self.directory / MANIFEST
         written_by_ptk = manifest_path.is_file() or (self.directory / PROGRESS).is_file()
+        if (existing := self.finished()) is not None:
+            return existing
         if manifest_path.is_file():
-            existing = read_manifest(self.directory, self.cfg.stage)
-            if existing.config_hash == self.key["config_hash"] and existing.inputs == self.inputs:
-                say(f"{self.cfg.stage}: {self.directory} is up to date")
-                return existing
             self._refuse_or_clear("a finished run made with other options or inputs")
         progress = self._read_progress()
         if progress is not None:

@@ -173,7 +173,7 @@ def prune(out_dir: Path, keep_last: int) -> None:
 
 @dataclasses.dataclass
 class Loaded:
-    """Everything a checkpoint holds, verified and read into memory."""
+    """Everything a checkpoint holds, read into memory."""
 
     path: Path
     state: TrainerState
@@ -194,31 +194,37 @@ def read_state(path: Path) -> tuple[TrainerState, dict[str, Any]]:
                         f"written by `ptk pretrain`, or --resume no") from None
 
 
+def checkpoint_damage(path: Path) -> str | None:
+    """What is wrong with a step checkpoint's files against the checksums saved with it, or None."""
+    try:
+        _, extra = read_state(path)
+    except UserError:
+        return f"{STATE_FILE} is unreadable"
+    for file in (MODEL_FILE, OPTIMIZER_FILE):
+        expected = extra["sha256"].get(file)
+        if expected is None or not (path / file).is_file() or _sha256(path / file) != expected:
+            return f"{file} is missing or does not match its checksum"
+    return None
+
+
 def load_checkpoint(path: Path) -> Loaded:
-    """Read a step checkpoint after checking its files against the checksums saved with it."""
+    """Read a step checkpoint (check it first with `checkpoint_damage`)."""
     from safetensors.torch import load_file
 
     state, extra = read_state(path)
-    for file, expected in extra["sha256"].items():
-        if not (path / file).is_file() or _sha256(path / file) != expected:
-            raise UserError(f"{path}/{file}: does not match the checksum saved with it (damaged after it "
-                            f"was written); delete {path} to continue from an older checkpoint, or pass "
-                            f"--resume no")
-    rng = extra["rng"] if isinstance(extra["rng"], list) else [extra["rng"]]
     training = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-    return Loaded(path=path, state=state, data_cursor=extra["data_cursor"], rng=rng,
+    return Loaded(path=path, state=state, data_cursor=extra["data_cursor"], rng=extra["rng"],
                   weights=load_file(path / MODEL_FILE), training=training)
 
 
-def newest_good_checkpoint(out_dir: Path) -> Loaded | None:
+def newest_good_checkpoint(out_dir: Path) -> Path | None:
     """The newest step checkpoint that verifies; damaged newer ones are renamed aside with a warning."""
     for path in reversed(step_checkpoints(out_dir)):
-        try:
-            return load_checkpoint(path)
-        except (UserError, RuntimeError, OSError, ValueError) as exc:  # safetensors/torch.load errors too
-            aside = path.with_name(f"corrupt-{path.name}")
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(path, aside)
-            say(f"warning: {path} is damaged ({str(exc).splitlines()[0][:200]}); kept as {aside.name}, "
-                f"continuing from the checkpoint before it")
+        if (damage := checkpoint_damage(path)) is None:
+            return path
+        aside = path.with_name(f"corrupt-{path.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(path, aside)
+        say(f"warning: {path} is damaged ({damage}); kept as {aside.name}, continuing from the checkpoint "
+            f"before it")
     return None

@@ -31,9 +31,9 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,7 +63,6 @@ class Launch:
     nnodes: int = 1  # machines taking part
     node_rank: int = 0  # this machine's index, 0 to nnodes - 1; node 0 hosts the rendezvous
     rdzv_endpoint: str = ""  # host:port of node 0 for multi-node; "" = single node (--standalone)
-    max_restarts: int = 0  # times torchrun restarts all workers after one fails
 
     def problems(self) -> list[str]:
         """Every problem with these settings, named by their `ptk pretrain` options."""
@@ -74,8 +73,6 @@ class Launch:
             found.append("--nnodes must be at least 1")
         elif not 0 <= self.node_rank < self.nnodes:
             found.append(f"--node-rank {self.node_rank} must be from 0 to {self.nnodes - 1} (--nnodes - 1)")
-        if self.max_restarts < 0:
-            found.append(f"max_restarts {self.max_restarts} must be 0 or more")
         if self.nnodes > 1:
             host, _, port = self.rdzv_endpoint.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -101,18 +98,18 @@ def torchrun_argv(launch: Launch, config_json: Path, *, module: str = WORKER_MOD
         meet = ["--rdzv-backend", "static", "--rdzv-endpoint", launch.rdzv_endpoint,
                 "--node-rank", str(launch.node_rank)]
     return [sys.executable, "-m", LAUNCHER_MODULE, "--nproc-per-node", str(launch.nproc_per_node),
-            "--nnodes", str(launch.nnodes), *meet, "--max-restarts", str(launch.max_restarts),
+            "--nnodes", str(launch.nnodes), *meet, "--max-restarts", "0",
             "-m", module, str(config_json)]
 
 
-def launch(launch: Launch, config: dict[str, Any], out_dir: Path, *, module: str = WORKER_MODULE) -> None:
+def launch(launch: Launch, config: dict[str, Any], *, module: str = WORKER_MODULE) -> None:
     """Run `module` on `launch.nproc_per_node` processes with `config` (a `StageConfig.to_dict()`)
     and wait for them; raise the workers' `UserError`, or RuntimeError when they crashed.
 
-    The launch's files live in `out_dir/.launch-HOST-PID/` (per node, so nodes sharing a file
-    system never mix them up) and are removed whatever happens.
+    The launch's files live in a private temporary directory of this node (never in the output
+    directory, which other nodes may be checking) and are removed whatever happens.
     """
-    launch_dir = out_dir / f".launch-{socket.gethostname()}-{os.getpid()}"
+    launch_dir = Path(tempfile.mkdtemp(prefix="ptk-launch-"))
     config_json, errors, failure = (launch_dir / "config.json", launch_dir / "errors.txt",
                                     launch_dir / "failure.json")
     argv = torchrun_argv(launch, config_json, module=module)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 
 # Dense (no 2:4 sparsity) tensor-core peaks in TFLOP/s from the vendor datasheets: (bf16 = fp16, tf32).
@@ -43,8 +44,9 @@ def training_flops_per_token(*, layers: int, hidden: int, intermediate: int, voc
 
     A matmul with a (d_in × d_out) weight costs 2·d_in·d_out FLOPs per row forward and twice that
     backward (gradients of the input and of the weight), so training costs 3× forward = 6 FLOPs per
-    weight per row. With L layers, hidden h, feed-forward width i, embedding rows V, mean sequence
-    length s (real tokens) and masked fraction m (masked positions per real token):
+    weight per row. With L layers, hidden h, feed-forward width i, embedding rows V, sequence length
+    s (real tokens; over varied lengths `attention_length`, Σs²/Σs) and masked fraction m (masked
+    positions per real token):
 
         encoder weights   6 · (4h² + 2h·i) · L        Q, K, V and output projections; the two FFN matmuls
         attention         12 · s · h · L              QKᵀ scores and the weighted sum of V: 2·s·h each forward
@@ -59,6 +61,16 @@ def training_flops_per_token(*, layers: int, hidden: int, intermediate: int, voc
     mlm_head = 6 * (hidden**2 + hidden * vocab_rows) * masked_fraction
     sentence_head = 6 * (hidden**2 + 2 * hidden) / seq_len if pair_task else 0.0
     return encoder + attention + mlm_head + sentence_head
+
+
+def attention_length(lengths: np.ndarray) -> float:
+    """The `seq_len` to count attention with: the length of the sequence an average token sits in.
+
+    Attention costs each token work in proportion to its own sequence's length, so over examples of
+    varied length the per-token mean is Σs²/Σs, not the plain mean Σs/n (equal when all match).
+    """
+    lengths = lengths.astype(np.float64)
+    return float((lengths**2).sum() / max(1.0, lengths.sum()))
 
 
 def peak_flops_by_name(name: str, precision: str) -> float | None:

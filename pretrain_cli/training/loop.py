@@ -80,12 +80,25 @@ class Window:
                 "elapsed_s": round(state.elapsed_s, 3)}
 
 
-def _step_counts(micro: list[Batch], dist: Dist, elapsed_s: float, device: torch.device) -> list[float]:
-    """[masked, pairs, tokens, padded positions] of the whole step, and process 0's clock."""
+def _step_counts(micro: list[Batch], dist: Dist, elapsed_s: float) -> list[float]:
+    """[masked, pairs, tokens, padded positions] of the whole step, and process 0's clock.
+
+    Reduced on the CPU (gloo beside NCCL), so reading them never waits for the GPU.
+    """
     counts = torch.tensor([sum(b.masked for b in micro), sum(b.nsp_labels.numel() for b in micro),
                            sum(b.tokens for b in micro), sum(b.input_ids.numel() for b in micro),
-                           elapsed_s if dist.is_main else 0.0], dtype=torch.float64, device=device)
+                           elapsed_s if dist.is_main else 0.0], dtype=torch.float64)
     return all_reduce_sum(counts).tolist()
+
+
+def _diverged(step: int, what: str, last_checkpoint: Path | None) -> None:
+    """Stop before a non-finite update reaches the weights (and so any checkpoint)."""
+    if last_checkpoint is None:
+        raise UserError(f"step {step}: {what}; stopped before updating the weights, no checkpoint was saved "
+                        f"yet; lower --learning-rate or raise --warmup-steps and rerun with --force")
+    raise UserError(f"step {step}: {what}; stopped before updating the weights, the last good checkpoint is "
+                    f"{last_checkpoint}; continue from it with a lower --learning-rate (or more "
+                    f"--warmup-steps) in a new directory: --resume {last_checkpoint} --out NEW_DIR")
 
 
 def train(engine: Engine, batches: Iterator[Batch], *, state: TrainerState, settings: LoopSettings,
@@ -101,7 +114,7 @@ def train(engine: Engine, batches: Iterator[Batch], *, state: TrainerState, sett
     resumed_at, elapsed_before, saved_at = time.perf_counter(), state.elapsed_s, state.elapsed_s
     while state.step < settings.max_steps:
         micro = [next(batches).to(device) for _ in range(settings.grad_accum)]
-        masked, pairs, tokens, positions, elapsed = _step_counts(micro, dist, state.elapsed_s, device)
+        masked, pairs, tokens, positions, elapsed = _step_counts(micro, dist, state.elapsed_s)
         if settings.budget_s and elapsed >= settings.budget_s:
             break
         lr = settings.schedule.learning_rate(state.step, elapsed)
@@ -117,13 +130,11 @@ def train(engine: Engine, batches: Iterator[Batch], *, state: TrainerState, sett
                                                                    device=device)).tolist()
         loss, step = mlm_loss + nsp_loss, state.step + 1
         if not math.isfinite(loss):
-            kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
-                    else "no checkpoint was saved yet")
-            raise UserError(f"step {step}: the loss is {loss} (mlm {mlm_loss}, nsp {nsp_loss}); stopped "
-                            f"before updating the weights, {kept}; lower --learning-rate or raise "
-                            f"--warmup-steps and rerun with --force")
+            _diverged(step, f"the loss is {loss} (mlm {mlm_loss}, nsp {nsp_loss})", last_checkpoint)
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm or math.inf))
+        if not math.isfinite(grad_norm) and not scaler.is_enabled():  # fp16's scaler skips such steps
+            _diverged(step, f"the gradient norm is {grad_norm} (loss {loss})", last_checkpoint)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)

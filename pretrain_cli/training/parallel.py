@@ -21,8 +21,6 @@ import torch
 
 from pretrain_cli.training.distributed import Dist
 
-STRATEGIES = ("ddp", "fsdp")
-
 
 def wrap(module: torch.nn.Module, *, strategy: str, dist: Dist, device: torch.device) -> torch.nn.Module:
     """`module` ready for `dist`: itself for one process, else DDP or FSDP2 (one shard unit per layer)."""
@@ -67,12 +65,15 @@ def _in_order(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
-def full_state(module: torch.nn.Module, wrapped: torch.nn.Module,
-               optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(model weights, optimizer state by parameter name), as whole CPU tensors.
+def full_state(module: torch.nn.Module, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+               is_main: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model weights, optimizer state by parameter name), as whole CPU tensors, on the main process.
 
-    Collective under FSDP: every rank must call it. Weight names are the HF model's (no wrapper prefix).
+    Collective under FSDP: every rank must call it. Elsewhere the other ranks get empty dicts (their
+    replicas are the same). Weight names are the HF model's (no wrapper prefix).
     """
+    if not is_main and not _is_fsdp(wrapped):
+        return {}, {}
     if _is_fsdp(wrapped):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,

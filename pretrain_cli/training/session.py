@@ -35,6 +35,7 @@ from pretrain_cli.training.checkpoint import (
     Loaded,
     TrainerState,
     capture_rng,
+    checkpoint_damage,
     load_checkpoint,
     newest_good_checkpoint,
     prune,
@@ -47,7 +48,7 @@ from pretrain_cli.training.checkpoint import (
 )
 from pretrain_cli.training.data import MicroBatches, PairExamples, SampleOrder, loader
 from pretrain_cli.training.distributed import Dist
-from pretrain_cli.training.flops import peak_flops, training_flops_per_token
+from pretrain_cli.training.flops import attention_length, peak_flops, training_flops_per_token
 from pretrain_cli.training.loop import Engine, LoopSettings, train
 from pretrain_cli.training.monitor import Monitor, format_count, format_flops, print_summary
 from pretrain_cli.training.parallel import full_state, load_full_state, sync_gradients, wrap
@@ -77,10 +78,13 @@ def _resume_point(cfg: PretrainConfig, out_dir: Path) -> Path | None:
         return None
     newest = newest_good_checkpoint(out_dir)
     if cfg.resume == "auto":
-        return newest.path if newest else None
+        return newest
     given = Path(cfg.resume)
-    if newest is not None and newest.state.step > read_state(given)[0].step:
-        return newest.path
+    if newest is not None and read_state(newest)[0].step > read_state(given)[0].step:
+        return newest
+    if (damage := checkpoint_damage(given)) is not None:
+        raise UserError(f"--resume {given}: damaged after it was written ({damage}); resume from an older "
+                        f"checkpoint, or pass --resume no")
     return given
 
 
@@ -118,27 +122,43 @@ def _check_shape(start: Path, model: torch.nn.Module) -> None:
                         f"--intermediate that made it, or --resume no")
 
 
+def _oom(cfg: PretrainConfig, device: torch.device, width: int) -> UserError:
+    memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return UserError(f"--micro-batch-size {cfg.micro_batch_size} does not fit in the GPU's {memory:.0f} GiB "
+                     f"at {width} tokens; halve it and double --grad-accum (or set --global-batch) to keep "
+                     f"the same run")
+
+
 def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, pad_id: int,
                   device: torch.device, autocast_dtype: torch.dtype | None) -> None:
     """On CUDA, one forward/backward on the longest examples, so a micro-batch that cannot fit fails
-    now, with advice, instead of after hours; the weights, optimizer and RNG are left untouched."""
+    now, with advice, instead of after hours; the weights, optimizer and RNG are left untouched.
+
+    Gradients synchronise as in a real step (every process probes), so FSDP keeps no unsynced
+    gradients behind that zero_grad could not reach.
+    """
     if device.type != "cuda":
         return
     longest = np.argsort(train_set.lengths(), kind="stable")[-cfg.micro_batch_size:]
     batch = train_set.collate(longest, pad_id, pad_multiple=8).to(device)
     try:
-        with torch.random.fork_rng(devices=[device]), sync_gradients(engine.wrapped, False), \
+        with torch.random.fork_rng(devices=[device]), sync_gradients(engine.wrapped, True), \
                 torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
             mlm, nsp = engine.wrapped(*batch_inputs(batch))
             (mlm + nsp).backward()
     except torch.OutOfMemoryError:
-        raise UserError(f"--micro-batch-size {cfg.micro_batch_size} does not fit in the GPU's "
-                        f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB at "
-                        f"{batch.input_ids.shape[1]} tokens; halve it and double --grad-accum (or set "
-                        f"--global-batch) to keep the same run") from None
+        raise _oom(cfg, device, batch.input_ids.shape[1]) from None
     finally:
         engine.optimizer.zero_grad(set_to_none=True)
         torch.cuda.empty_cache()
+
+
+def _last_record(out_dir: Path) -> dict[str, Any]:
+    """The last metrics.jsonl record, for a resumed run that had no step left to train (its budget
+    was spent at the checkpoint); without one, a record of unknown losses."""
+    path = out_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {"loss": None, "mlm_loss": None, "nsp_loss": None}
 
 
 def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, objective: str,
@@ -183,14 +203,22 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
     accum, global_batch = cfg.accumulation, cfg.resolved_global_batch
     order = SampleOrder(len(train_set), cfg.seed)
 
+    def cursor_of(state: TrainerState) -> dict[str, Any]:
+        """Where the data stands, and which data and order it is a position in."""
+        epoch, index = order.cursor(state.samples)
+        return {"epoch": epoch, "index": index, "num_examples": len(train_set),
+                "examples": examples.fingerprint, "seed": cfg.seed}
+
     state, start = TrainerState(), _on_main(dist, lambda: _resume_point(cfg, out_dir))
     if start is not None:
         loaded = load_checkpoint(start)
         state, cursor = loaded.state, loaded.data_cursor
-        if cursor["num_examples"] != len(train_set) or state.step >= cfg.max_steps:
-            raise UserError(f"{start}: made on {cursor['num_examples']} examples up to step {state.step}, "
-                            f"but this run has {len(train_set)} examples and --max-steps {cfg.max_steps}; "
-                            f"resume it with the examples and options that made it, or pass --resume no")
+        if cursor != cursor_of(state) or state.step >= cfg.max_steps:
+            raise UserError(f"{start}: made on other examples or with another --seed (cursor {cursor}) or "
+                            f"up to step {state.step}, but this run has {len(train_set)} examples of "
+                            f"{examples.fingerprint[:12]}, --seed {cfg.seed} and --max-steps "
+                            f"{cfg.max_steps}; resume it with the examples and options that made it, or "
+                            f"pass --resume no")
         _check_shape(start, model)
         _restore(loaded, engine, dist, cfg.seed)
         del loaded
@@ -212,7 +240,8 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
     masked_fraction = train_set.masked_fraction()
     flops_per_token = training_flops_per_token(
         layers=mconf.num_hidden_layers, hidden=mconf.hidden_size, intermediate=mconf.intermediate_size,
-        vocab_rows=mconf.vocab_size, seq_len=mean_tokens, masked_fraction=masked_fraction,
+        vocab_rows=mconf.vocab_size, seq_len=attention_length(train_set.lengths()),
+        masked_fraction=masked_fraction,
         pair_task=pair_task)
     peak = peak_flops(device, precision, cfg.peak_tflops)
     resolved = {**cfg.to_dict(), "resolved": {
@@ -247,13 +276,9 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
         ("resume", str(start) if start else "fresh start"),
     ], enabled=dist.is_main)
 
-    def cursor_of(state: TrainerState) -> dict[str, int]:
-        epoch, index = order.cursor(state.samples)
-        return {"epoch": epoch, "index": index, "num_examples": len(train_set)}
-
     def save(state: TrainerState, name: str, with_training: bool) -> Path:
         """Collective: every process hands in its state; process 0 writes."""
-        weights, optim = full_state(loss_model, wrapped, optimizer)
+        weights, optim = full_state(loss_model, wrapped, optimizer, is_main=dist.is_main)
         rng = distributed.gather_objects(capture_rng())
         path = out_dir / name
         if dist.is_main:
@@ -284,30 +309,36 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
         batch_iter = iter(loader(batches, workers=workers, pin_memory=device.type == "cuda"))
         state, record = train(engine, batch_iter, state=state, settings=settings, monitor=monitor,
                               save=lambda s: save(s, step_dir_name(s.step), True), last_checkpoint=start)
+    except torch.OutOfMemoryError:  # the probe cannot count optimizer state, first allocated here
+        raise _oom(cfg, device, facts.max_seq_length) from None
     finally:
         monitor.close()
-    assert record is not None  # the last step always logs
+    record = record or _last_record(out_dir)
 
     save(state, FINAL, False)
-    if not dist.is_main:
-        return None  # process 0 writes the manifest; the launcher reads it back
-    out.record_file(f"{FINAL}/model.safetensors")
-    session_s = state.elapsed_s - trained_s
-    tokens_per_s = (state.tokens - first_tokens) / max(session_s, 1e-9)
-    stats: dict[str, Any] = {
-        "steps": state.step, "tokens": state.tokens, "samples": state.samples,
-        "epochs": round(state.samples / len(train_set), 3),
-        "loss": record["loss"], "mlm_loss": record["mlm_loss"], "nsp_loss": record["nsp_loss"],
-        "tokens_per_s": round(tokens_per_s, 1),
-        "mfu": round(tokens_per_s * flops_per_token / (peak * dist.world_size), 4) if peak else None,
-        "train_s": round(state.elapsed_s, 3), "wall_s": round(time.perf_counter() - wall_started, 3),
-        "device": device.type, "world_size": dist.world_size, "resumed_from": str(start) if start else None}
-    extra = {"vocab_size": facts.vocab_size, "model_vocab_size": mconf.vocab_size,
-             "tokenizer_sha256": facts.tokenizer_sha256, "special_ids": facts.special_ids,
-             "max_seq_length": facts.max_seq_length, "model": shape, "num_parameters": num_parameters,
-             "freshly_initialised": fresh, "global_batch": global_batch, "objective": objective,
-             "flops_per_token": flops_per_token, "precision": precision, "final": FINAL}
-    say(f"pretrain: {state.step} steps, {state.tokens:,} tokens, loss {record['loss']:.4f} "
-        f"(mlm {record['mlm_loss']:.4f}, nsp {record['nsp_loss']:.4f}), "
-        f"{stats['tokens_per_s']:,.0f} tokens/s; model in {out_dir / FINAL}")
-    return out.finish(stats=stats, extra=extra)
+    manifest = None
+    if dist.is_main:  # process 0 writes the manifest; the launcher reads it back
+        out.record_file(f"{FINAL}/model.safetensors")
+        session_s = state.elapsed_s - trained_s
+        tokens_per_s = (state.tokens - first_tokens) / max(session_s, 1e-9)
+        stats: dict[str, Any] = {
+            "steps": state.step, "tokens": state.tokens, "samples": state.samples,
+            "epochs": round(state.samples / len(train_set), 3),
+            "loss": record["loss"], "mlm_loss": record["mlm_loss"], "nsp_loss": record["nsp_loss"],
+            "tokens_per_s": round(tokens_per_s, 1),
+            "mfu": round(tokens_per_s * flops_per_token / (peak * dist.world_size), 4) if peak else None,
+            "train_s": round(state.elapsed_s, 3), "wall_s": round(time.perf_counter() - wall_started, 3),
+            "device": device.type, "world_size": dist.world_size,
+            "resumed_from": str(start) if start else None}
+        extra = {"vocab_size": facts.vocab_size, "model_vocab_size": mconf.vocab_size,
+                 "tokenizer_sha256": facts.tokenizer_sha256, "special_ids": facts.special_ids,
+                 "max_seq_length": facts.max_seq_length, "model": shape, "num_parameters": num_parameters,
+                 "freshly_initialised": fresh, "global_batch": global_batch, "objective": objective,
+                 "flops_per_token": flops_per_token, "precision": precision, "final": FINAL}
+        losses = (f"loss {record['loss']:.4f} (mlm {record['mlm_loss']:.4f}, nsp {record['nsp_loss']:.4f})"
+                  if record["loss"] is not None else "no step left to train")
+        say(f"pretrain: {state.step} steps, {state.tokens:,} tokens, {losses}, "
+            f"{stats['tokens_per_s']:,.0f} tokens/s; model in {out_dir / FINAL}")
+        manifest = out.finish(stats=stats, extra=extra)
+    distributed.barrier()  # other nodes' launchers read the manifest once every process is here
+    return manifest

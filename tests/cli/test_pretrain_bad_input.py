@@ -59,6 +59,13 @@ def test_resuming_a_checkpoint_of_another_shape(examples: Path, tmp_path: Path) 
     result = pretrain(examples, tmp_path / "o", "--preset", "mini", "--max-steps", "2",
                       "--micro-batch-size", "4", "--resume", str(start))
     assert_clean_failure(result, tmp_path / "o", "step-00000001", "--preset")
+    # final/ is a model without optimizer state: not something to resume, but to --init from
+    result = pretrain(examples, tmp_path / "o", "--resume", str(tmp_path / "tiny" / "final"))
+    assert_clean_failure(result, tmp_path / "o", "final: holds no optimizer state", "--init")
+    # checkpoints of other examples (here: another seed's order) are refused, not continued
+    result = pretrain(examples, tmp_path / "o", "--max-steps", "2", "--micro-batch-size", "4", "--seed", "7",
+                      "--resume", str(start))
+    assert_clean_failure(result, tmp_path / "o", "made on other examples or with another --seed")
 
 
 def test_a_micro_batch_too_big_for_the_gpu_is_refused_with_advice(

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -103,18 +104,18 @@ def test_single_node_argv_is_standalone_torchrun(tmp_path: Path) -> None:
     assert argv[:2] == [sys.executable, "-m"]
     options = torchrun_options(argv)
     assert options.standalone
-    assert (options.nproc_per_node, options.nnodes, options.max_restarts) == ("3", "1", 0)
+    assert (options.nproc_per_node, options.nnodes, options.max_restarts) == ("3", "1", 0)  # fail fast
     assert options.module and options.training_script == WORKER_MODULE
     assert options.training_script_args == [str(tmp_path / "config.json")]
 
 
 def test_multi_node_argv_fixes_node_ranks(tmp_path: Path) -> None:
-    argv = torchrun_argv(Launch(nproc_per_node=8, nnodes=4, node_rank=3, rdzv_endpoint="node0:29500",
-                                max_restarts=2), tmp_path / "c.json", module="my.module")
+    argv = torchrun_argv(Launch(nproc_per_node=8, nnodes=4, node_rank=3, rdzv_endpoint="node0:29500"),
+                         tmp_path / "c.json", module="my.module")
     options = torchrun_options(argv)
     assert not options.standalone
     assert (options.rdzv_backend, options.rdzv_endpoint, options.node_rank) == ("static", "node0:29500", 3)
-    assert (options.nproc_per_node, options.nnodes, options.max_restarts) == ("8", "4", 2)
+    assert (options.nproc_per_node, options.nnodes, options.max_restarts) == ("8", "4", 0)
     assert options.training_script == "my.module"
 
 
@@ -200,11 +201,21 @@ def read_ranks(out: Path, world: int) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
 
 
+@pytest.fixture
+def launch_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where `launch` keeps its files in this test; empty again after every launch."""
+    directory = tmp_path / "launch-tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
 @pytest.mark.slow
-def test_two_processes_share_collectives(tmp_path: Path, probe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_share_collectives(tmp_path: Path, probe: str, monkeypatch: pytest.MonkeyPatch,
+                                         launch_tmp: Path) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = tmp_path / "run"
-    launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "collectives"}, out, module=probe)
+    launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "collectives"}, module=probe)
     ranks = read_ranks(out, 2)
     assert [r["dist"] for r in ranks] == [[0, 2, 0, True, True], [1, 2, 1, False, True]]
     for record in ranks:
@@ -213,7 +224,7 @@ def test_two_processes_share_collectives(tmp_path: Path, probe: str, monkeypatch
         assert record["all"] == [0, 7]
         assert record["in_worker"]
         assert record["omp"] == str(max(1, usable_cpus() // 2))  # the cores shared, not torchrun's 1
-    assert not list(out.glob(".launch-*"))
+    assert not list(launch_tmp.iterdir())
     assert not dist.is_initialized()  # the parent holds no group
 
 
@@ -223,7 +234,7 @@ def test_a_workers_user_error_is_the_parents(tmp_path: Path, capfd: pytest.Captu
     with pytest.raises(UserError) as direct:
         run(cfg)
     with pytest.raises(UserError) as launched:
-        launch(Launch(nproc_per_node=2), cfg.to_dict(), cfg.out)
+        launch(Launch(nproc_per_node=2), cfg.to_dict())
     assert str(launched.value) == str(direct.value)
     children = capfd.readouterr()
     # one clean line, the parent's: no worker echo and no torchrun failure report before it
@@ -233,15 +244,15 @@ def test_a_workers_user_error_is_the_parents(tmp_path: Path, capfd: pytest.Captu
 
 
 @pytest.mark.slow
-def test_a_crash_names_the_rank_that_failed_first(tmp_path: Path, probe: str,
+def test_a_crash_names_the_rank_that_failed_first(tmp_path: Path, probe: str, launch_tmp: Path,
                                                   capfd: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="worker of rank 1 failed \\(exit code 1\\)"):
-        launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "crash"}, out, module=probe)
+        launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "crash"}, module=probe)
     err = capfd.readouterr().err
     assert "RuntimeError: rank one broke" in err  # the worker's traceback passes through
     assert "Root Cause" in err  # and torchrun's report of which rank failed how
-    assert not list(out.glob(".launch-*"))
+    assert not list(launch_tmp.iterdir())
 
 
 @pytest.mark.slow
@@ -256,7 +267,7 @@ def test_two_nodes_meet_at_node_zero(tmp_path: Path, probe: str, monkeypatch: py
         out = tmp_path / f"node{rank}"
         try:
             launch(Launch(nproc_per_node=1, nnodes=2, node_rank=rank, rdzv_endpoint=f"127.0.0.1:{port}"),
-                   {"out": str(out), "mode": "collectives"}, out, module=probe)
+                   {"out": str(out), "mode": "collectives"}, module=probe)
         except BaseException as exc:
             failures.append(exc)
 
@@ -285,7 +296,7 @@ import sys
 from pathlib import Path
 from pretrain_cli.training.distributed import Launch, launch
 out = Path(sys.argv[1])
-launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "sleep"}, out, module="ptk_probe")
+launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "sleep"}, module="ptk_probe")
 """
 
 
@@ -297,8 +308,10 @@ def test_a_signal_stops_every_process(tmp_path: Path, probe: str, how: str) -> N
     out.mkdir()
     # its own session, so the Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it)
     # reaches the driver, torchrun and the workers, and not pytest
+    launch_tmp = tmp_path / "launch-tmp"
+    launch_tmp.mkdir()
     parent = subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], start_new_session=True,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(launch_tmp)})
     try:
         while len(list(out.glob("pid*"))) < 2 and parent.poll() is None:
             time.sleep(0.1)
@@ -314,4 +327,4 @@ def test_a_signal_stops_every_process(tmp_path: Path, probe: str, how: str) -> N
             os.killpg(parent.pid, signal.SIGKILL)
     assert returncode == -(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
     assert not any(alive(pid) for pid in workers)
-    assert not list(out.glob(".launch-*"))
+    assert not list(launch_tmp.iterdir())

@@ -7,12 +7,16 @@ legitimately differ from one process by more than float rounding.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from pretrain_cli.stages.pretrain import PretrainConfig, run
+from pretrain_cli.store import read_manifest
 
 pytestmark = pytest.mark.slow
 COMMON = {"micro_batch_size": 4, "log_every": 1, "dropout": 0.0, "learning_rate": 1e-3, "warmup_steps": 2}
@@ -69,3 +73,18 @@ def test_a_two_process_checkpoint_resumes_on_one_process_in_the_same_order(
     for a, b in zip(resumed, whole, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     assert max_weight_difference(one, two) < 1e-5
+
+
+def test_a_torchrun_of_the_users_own_is_joined_not_relaunched(examples: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node 2 -m pretrain_cli.cli.app pretrain ...`: two workers, one run."""
+    out = tmp_path / "own"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                    "-m", "pretrain_cli.cli.app", "pretrain", str(examples), "--out", str(out),
+                    "--max-steps", "4", "--micro-batch-size", "4", "--save-every", "2", "--log-every", "1"],
+                   env=env, check=True, capture_output=True)
+    manifest = read_manifest(out, "pretrain")
+    assert manifest.stats["world_size"] == 2 and manifest.extra["global_batch"] == 8
+    assert manifest.stats["samples"] == 32  # 4 steps × 4 micro × 2 processes, all counted
+    cursor = json.loads((out / "step-00000002" / "trainer_state.json").read_text())["data_cursor"]
+    assert cursor["index"] == 16

@@ -53,7 +53,8 @@ def test_layout_manifest_and_metrics(examples: Path, trained: Path) -> None:
     assert records[-1]["tokens"] == manifest.stats["tokens"]
     assert list((trained / "tb").glob("events.out.tfevents.*"))
     state = json.loads((trained / "step-00000006" / "trainer_state.json").read_text())
-    assert state["step"] == 6 and state["data_cursor"] == {"epoch": 0, "index": 48, "num_examples": pairs}
+    assert state["step"] == 6 and state["data_cursor"] == {"epoch": 0, "index": 48, "num_examples": pairs,
+                                                           "examples": upstream.fingerprint, "seed": 0}
 
 
 def test_final_loads_with_auto_classes_offline(trained: Path) -> None:
@@ -161,3 +162,33 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     assert resumed.stats["resumed_from"] == str(out / "step-00000004")
     assert (out / "corrupt-step-00000006" / "optimizer.pt").stat().st_size == 1000  # kept, not deleted
     assert same_weights(trained / "final", out / "final")
+
+
+def test_an_infinite_gradient_with_a_finite_loss_stops_before_the_update(
+        examples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real = torch.nn.utils.clip_grad_norm_
+
+    def overflowing(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+        calls["n"] += 1
+        norm = real(params, max_norm)
+        return norm * float("inf") if calls["n"] == 5 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", overflowing)
+    out = tmp_path / "inf"
+    with pytest.raises(UserError, match=r"step 5: the gradient norm is inf .* last good checkpoint is "
+                                        r".*step-0+4.*--resume .*step-0+4 --out NEW_DIR"):
+        run(PretrainConfig(examples=examples, out=out, **SMALL))
+    assert not (out / "manifest.json").exists() and not (out / "step-00000006").exists()
+
+
+@pytest.mark.slow
+def test_a_budget_spent_at_the_checkpoint_still_finishes(examples: Path, tmp_path: Path) -> None:
+    """Saved after the step that crossed the budget, the checkpoint has nothing left to train."""
+    options = {"micro_batch_size": 8, "max_steps": 10_000, "budget": "2s", "save_every": 1, "keep_last": 1,
+               "log_every": 1}
+    first = run(PretrainConfig(examples=examples, out=tmp_path / "a", **options))
+    last = max((tmp_path / "a").glob("step-*"))
+    resumed = run(PretrainConfig(examples=examples, out=tmp_path / "b", resume=str(last), **options))
+    assert resumed.stats["steps"] == int(last.name.split("-")[1]) <= first.stats["steps"]
+    assert (tmp_path / "b" / "final" / "model.safetensors").is_file()
