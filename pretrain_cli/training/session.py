@@ -153,6 +153,26 @@ def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, 
         torch.cuda.empty_cache()
 
 
+def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, pair_task: bool, dist: Dist,
+                  device: torch.device, autocast_dtype: torch.dtype | None) -> tuple[Engine, list[str]]:
+    """The model (the same initial weights on every process), wrapped for the processes, with its
+    optimizer and loss scaler; and what --init left freshly initialised."""
+    model, fresh = build_model(cfg.shape, vocab_size=facts.vocab_size,
+                               pad_token_id=int(facts.special_ids["pad"]), init=init, seed=cfg.seed,
+                               dropout=cfg.dropout)
+    model.to(device)
+    if dist.rank:  # the same weights everywhere, but each process its own dropout stream
+        torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
+    loss_model = PretrainingLoss(model, pair_task=pair_task)
+    wrapped = wrap(loss_model, strategy=cfg.strategy, dist=dist, device=device)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    optimizer = build_optimizer(loss_model, name=cfg.optimizer, learning_rate=cfg.learning_rate,
+                                weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    return Engine(loss_model, wrapped, optimizer, scaler, dist), fresh
+
+
 def _last_record(out_dir: Path) -> dict[str, Any]:
     """The last metrics.jsonl record, for a resumed run that had no step left to train (its budget
     was spent at the checkpoint); without one, a record of unknown losses."""
@@ -183,19 +203,8 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
     train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size, seed=cfg.seed)
     pair_task = objective != "mlm"
     pad_id = int(facts.special_ids["pad"])
-    model, fresh = build_model(cfg.shape, vocab_size=facts.vocab_size, pad_token_id=pad_id, init=init,
-                               seed=cfg.seed, dropout=cfg.dropout)
-    model.to(device)
-    if dist.rank:  # the same weights everywhere, but each process its own dropout stream
-        torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
-    loss_model = PretrainingLoss(model, pair_task=pair_task)
-    wrapped = wrap(loss_model, strategy=cfg.strategy, dist=dist, device=device)
-    if cfg.compile:
-        wrapped = torch.compile(wrapped)
-    optimizer = build_optimizer(loss_model, name=cfg.optimizer, learning_rate=cfg.learning_rate,
-                                weight_decay=cfg.weight_decay)
-    engine = Engine(loss_model, wrapped, optimizer,
-                    torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16), dist)
+    engine, fresh = _build_engine(cfg, facts, init, pair_task, dist, device, autocast_dtype)
+    loss_model, model = engine.loss_model, engine.loss_model.model
     budget_s = budget_seconds(cfg.budget)
     warmup = warmup_steps(cfg.warmup_steps, cfg.max_steps) if not budget_s else 0
     schedule = LrSchedule(peak=cfg.learning_rate, kind=cfg.schedule, warmup=warmup, max_steps=cfg.max_steps,
@@ -278,7 +287,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
 
     def save(state: TrainerState, name: str, with_training: bool) -> Path:
         """Collective: every process hands in its state; process 0 writes."""
-        weights, optim = full_state(loss_model, wrapped, optimizer, is_main=dist.is_main)
+        weights, optim = full_state(loss_model, engine.wrapped, engine.optimizer, is_main=dist.is_main)
         rng = distributed.gather_objects(capture_rng())
         path = out_dir / name
         if dist.is_main:
