@@ -56,10 +56,13 @@ def test_two_processes_give_the_loss_trace_of_one(examples: Path, single: Path, 
     assert max_weight_difference(out, single) < 1e-5
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_a_two_process_checkpoint_resumes_on_one_process_in_the_same_order(
-        examples: Path, single: Path, tmp_path: Path) -> None:
+        examples: Path, single: Path, tmp_path: Path, strategy: str) -> None:
+    """Checkpoints hold full tensors by name, so a sharded run continues on one process too."""
     two = tmp_path / "two"
-    run(PretrainConfig(examples=examples, out=two, max_steps=20, procs=2, save_every=10, **COMMON))
+    run(PretrainConfig(examples=examples, out=two, max_steps=20, procs=2, strategy=strategy, save_every=10,
+                       **COMMON))
     start = two / "step-00000010"
     assert json.loads((start / "trainer_state.json").read_text())["data_cursor"]["index"] == 80
     # one process, the same global batch spelled as --global-batch: the run's identity is unchanged
