@@ -1,12 +1,15 @@
-"""`ptk pretrain`: masked pair examples → a BERT pretrained with MLM + NSP, in resumable checkpoints.
+"""`ptk pretrain`: `ptk mask` examples → a BERT pretrained with MLM (+ NSP/SOP), in resumable checkpoints.
 
     ptk pretrain work/examples --out work/ckpt --preset tiny --max-steps 1000
     ptk pretrain work/examples --out work/ckpt-minilm --init sample:minilm --max-steps 200
+    ptk pretrain work/examples --out work/ckpt --preset base --gpus 8 --global-batch 4096
     tensorboard --logdir work/ckpt/tb
 
-Kill it at any moment and run the same command again: it continues from the newest `step-*`
-checkpoint and (on CPU) ends with the same weights, bit for bit, as a run that was never stopped.
-`final/` loads with `AutoModelForPreTraining.from_pretrained` and `AutoTokenizer.from_pretrained`.
+This module holds the options, the checks that need no model, and the launch: with --gpus/--procs
+it re-runs itself as that many torchrun workers; each (or the only) process then trains through
+`training.session`. Kill it at any moment and run the same command again: it continues from the
+newest good `step-*` checkpoint and (on CPU) ends with the same weights, bit for bit, as a run that
+was never stopped. `final/` loads with `AutoModelForPreTraining.from_pretrained`. See docs/pretrain.md.
 """
 
 from __future__ import annotations
