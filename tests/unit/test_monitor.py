@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,9 @@ def test_a_resumed_run_replaces_what_was_logged_after_its_checkpoint(tmp_path: P
     first.close()
     with (tmp_path / "metrics.jsonl").open("a") as torn:
         torn.write('{"step": 5, "lo')  # killed mid-write
+    # a resumed process starts seconds later; event files are named by the second they open in, so
+    # within the same second the second file could sort before the first
+    time.sleep(1.0)
     resumed = Monitor(tmp_path, start_step=2, max_steps=4)
     assert [r["step"] for r in metrics(tmp_path)] == [1, 2]
     for step in (3, 4):
