@@ -162,6 +162,7 @@ def sharded_worker(rank: int, tmp: Path) -> None:
     full = [p.full_tensor() for p in model.parameters()]
     if rank == 0:
         torch.save(full, tmp / "sharded.pt")
+    dist.barrier()  # gloo aborts a process whose peer tears the group down while it is still in use
     dist.destroy_process_group()
 
 
