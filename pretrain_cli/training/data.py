@@ -290,21 +290,29 @@ class MicroBatches(torch.utils.data.Dataset):
         self.examples, self.order = examples, order
         self.start, self.micro, self.accum, self.steps = start, micro_batch_size, accum, steps
         self.world_size, self.rank, self.pad_id, self.pad_multiple = world_size, rank, pad_id, pad_multiple
+        self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return self.steps * self.accum
 
+    def _step(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(example indices, their epochs, positions sorted by length) of one step; the accum
+        micro-batches of a step come one after another, so the last step is kept for the next."""
+        if self._cached is None or self._cached[0] != step:
+            per_step = self.micro * self.accum * self.world_size
+            position = self.start + step * per_step
+            indices = self.order.take(position, per_step)
+            by_length = np.argsort(self.examples.lengths_of(indices), kind="stable")
+            self._cached = (step, (indices, self.order.epochs(position, per_step), by_length))
+        return self._cached[1]
+
     def __getitem__(self, k: int) -> Batch:
         step, j = divmod(k, self.accum)
-        per_step = self.micro * self.accum * self.world_size
-        position = self.start + step * per_step
-        indices = self.order.take(position, per_step)
+        indices, epochs, by_length = self._step(step)
         slice_index = j * self.world_size + self.rank
-        chosen = np.argsort(self.examples.lengths_of(indices), kind="stable")[slice_index * self.micro:
-                                                                   (slice_index + 1) * self.micro]
-        chosen.sort()
-        epochs = self.order.epochs(position, per_step)[chosen]
-        return self.examples.collate(indices[chosen], self.pad_id, epochs, pad_multiple=self.pad_multiple)
+        chosen = np.sort(by_length[slice_index * self.micro:(slice_index + 1) * self.micro])
+        return self.examples.collate(indices[chosen], self.pad_id, epochs[chosen],
+                                     pad_multiple=self.pad_multiple)
 
 
 def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:

@@ -335,7 +335,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
             "epochs": round(state.samples / len(train_set), 3),
             "loss": record["loss"], "mlm_loss": record["mlm_loss"], "nsp_loss": record["nsp_loss"],
             "tokens_per_s": round(tokens_per_s, 1),
-            "mfu": round(tokens_per_s * flops_per_token / (peak * dist.world_size), 4) if peak else None,
+            "mfu": round(mfu, 4) if (mfu := monitor.mfu(tokens_per_s)) is not None else None,
             "train_s": round(state.elapsed_s, 3), "wall_s": round(time.perf_counter() - wall_started, 3),
             "device": device.type, "world_size": dist.world_size,
             "resumed_from": str(start) if start else None}

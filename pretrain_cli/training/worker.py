@@ -1,6 +1,6 @@
 """One process of a multi-process `ptk pretrain`: what torchrun starts on every rank.
 
-    python -m pretrain_cli.training.worker /tmp/ptk-launch-XXXXXXXX/config.json
+    python -m pretrain_cli.training.worker CONFIG_JSON   # written by `launch` into a temporary directory
 
 `ptk pretrain --gpus N` (or `--procs N`) writes its config as JSON and launches N of these through
 `training.distributed.launch`; each rebuilds the config and runs the same `stages.pretrain.run`,
