@@ -127,7 +127,9 @@ class PretrainConfig(StageConfig):
     @property
     def world_size(self) -> int:
         """Processes in the run: from the launcher inside one (ours or a user's own torchrun)."""
-        if "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ:
+        from pretrain_cli.training.distributed import in_worker
+
+        if in_worker():
             return int(os.environ["WORLD_SIZE"])
         return max(1, self.gpus or self.procs) * self.nnodes
 
