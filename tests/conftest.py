@@ -67,10 +67,10 @@ def build_tiny_bert(directory, *, vocab_size: int = 800, model_vocab: int | None
     from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
-    from pretrain_cli.tasks import load_task
+    from pretrain_cli.tasks import TaskSource, load_task
 
     trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator([e.text for e in load_task("rotten_tomatoes").train[:3000]],
+    trainer.train_from_iterator([e.text for e in load_task(TaskSource(task="rotten_tomatoes")).train[:3000]],
                                 vocab_size=vocab_size, show_progress=False)
     tokenizer = BertTokenizerFast(vocab=trainer.get_vocab())
     torch.manual_seed(0)
