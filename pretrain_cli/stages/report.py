@@ -1,10 +1,15 @@
-"""The evaluate stage's rendering: report.json's records → report.md tables and matplotlib PNGs.
+"""The evaluate stage's rendering: report.json's records → Markdown tables and matplotlib PNGs.
 
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
+    atomic_write_bytes(out / "compare.md", compare_markdown(report).encode())
+    print(compare_table(report["finetune"]))
     plot_pretrain_losses(report["pretrain"], out / "loss.png")
     plot_finetune_curves(report["finetune"], out / "finetune_curves.png")
+    plot_confusion(record, out / record["figure"])   # classification fine-tune
+    plot_scatter(record, out / record["figure"])     # regression fine-tune
 
 Rendering only: every number is computed by `stages.evaluate` and stored in report.json first.
+Scores show in points (×100, as GLUE reports them); MSE stays in the label's own units.
 """
 
 from __future__ import annotations
@@ -15,9 +20,35 @@ from typing import Any
 
 from pretrain_cli.store import atomic_write_bytes
 
+RAW_METRICS = ("mse", "dev_loss")  # not 0–1 scores: shown as they are, never ×100
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "f1": "F1", "mcc": "MCC",
+                "pearson": "Pearson", "spearman": "Spearman", "mse": "MSE", "entity_f1": "entity F1",
+                "entity_precision": "entity precision", "entity_recall": "entity recall",
+                "token_accuracy": "token accuracy", "dev_loss": "dev loss"}
+ANNOTATE_MAX = 12  # confusion matrices up to this many labels get a count in every cell
+SCORES_NOTE = ("Dev-set scores in points (×100; MSE in the label's units), mean ± sample standard deviation "
+               "over seeds; each seed keeps its best dev checkpoint by the task's primary metric. `random` "
+               "init is the same architecture and tokenizer with freshly initialised weights.")
 
-def _mean_std(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+def metric_name(metric: str) -> str:
+    if metric.startswith("f1_"):  # per entity type, from token tasks
+        return f"F1 {metric[3:]}"
+    return METRIC_NAMES.get(metric, metric.replace("_", " "))
+
+
+def _scale(metric: str) -> float:
+    return 1.0 if metric in RAW_METRICS else 100.0
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if metric in RAW_METRICS else f"{100 * value:.1f}"
+
+
+def _mean_std(metric: str, stat: dict[str, float]) -> str:
+    return f"{_value(metric, stat['mean'])} ± {_value(metric, stat['std'])}"
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -28,23 +59,51 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _count(n: int) -> str:
+    """Parameter counts as people say them: 4,385 · 297.5K · 109.5M."""
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _share(share: float) -> str:
+    """Trainable share in %, with the digits that tell 0.09% (bitfit) from 0.01% (prompt tuning)."""
+    percent = 100 * share
+    return f"{percent:.2f}" if percent >= 0.1 else f"{percent:.3f}"
+
+
+def compare_table(runs: list[dict[str, Any]]) -> str:
+    """One Markdown table across fine-tune runs, in the order given (evaluate sorts them by task, then
+    primary metric, best first). Runs with different primary metrics name theirs in each cell."""
+    shared = len({r["metric"] for r in runs}) == 1
+    header = metric_name(runs[0]["metric"]) if shared else "metric"
+    lines = [f"| run | task | method | init | trainable params | trainable % | {header} | other metrics | "
+             f"seeds | time per seed |", "|---|---|---|---|---:|---:|---:|---|---:|---:|"]
+    for r in runs:
+        primary = _mean_std(r["metric"], r["summary"][r["metric"]])
+        if not shared:
+            primary = f"{metric_name(r['metric'])} {primary}"
+        others = ", ".join(f"{metric_name(m)} {_mean_std(m, r['summary'][m])}" for m in r["key_metrics"])
+        lines.append(f"| {r['name']} | {r['task']} | {r['method']} | {r['init']} | "
+                     f"{_count(r['trainable_params'])} | {_share(r['trainable_share'])} | {primary} | "
+                     f"{others or '–'} | {len(r['seeds'])} | {r['train_time_s_mean']:.1f} s |")
+    return "\n".join(lines)
+
+
+def compare_markdown(report: dict[str, Any]) -> str:
+    return "\n".join([f"# {report['title']}: fine-tune comparison", "", SCORES_NOTE, "",
+                      compare_table(report["finetune"]), ""])
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['title']}", ""]
     if report["finetune"]:
-        lines += ["## Fine-tuning", "",
-                  "Dev-set accuracy and macro F1 (%), mean ± sample standard deviation over seeds. Each seed "
-                  "keeps its best dev checkpoint (by macro F1); `random` is the same architecture and "
-                  "tokenizer with freshly initialised weights.", "",
-                  "| run | task | init | method | seeds | accuracy | macro F1 | trainable | train time |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|"]
-        for r in report["finetune"]:
-            lines.append(f"| {r['name']} | {r['task']} | {r['init']} | {r['method']} | {len(r['seeds'])} | "
-                         f"{_mean_std(r['accuracy_mean'], r['accuracy_std'])} | "
-                         f"{_mean_std(r['macro_f1_mean'], r['macro_f1_std'])} | "
-                         f"{100 * r['trainable_share']:.2f}% | {r['train_time_s_mean']:.1f} s |")
-        lines.append("")
+        lines += ["## Fine-tuning", "", SCORES_NOTE, "", compare_table(report["finetune"]), ""]
         if "finetune_curves.png" in report["figures"]:
-            lines += ["![dev accuracy while fine-tuning](finetune_curves.png)", ""]
+            lines += ["![dev learning curves while fine-tuning](finetune_curves.png)", ""]
+        for r in report["finetune"]:
+            lines += _finetune_section(r)
     if report["pretrain"]:
         lines += ["## Pretrained checkpoints", ""]
         if report["examples"]:
@@ -61,6 +120,40 @@ def render_markdown(report: dict[str, Any]) -> str:
         if "loss.png" in report["figures"]:
             lines += ["![pretraining loss](loss.png)", ""]
     return "\n".join(lines)
+
+
+def _finetune_section(r: dict[str, Any]) -> list[str]:
+    """One run: what was trained, every metric per seed, and its task-specific view of dev."""
+    what = {"classification": f", {len(r['labels'])} labels", "regression": "",
+            "tokens": f", {len(r.get('entity_types', []))} entity types"}[r["kind"]]
+    options = ", ".join(f"{k}={v}" for k, v in sorted(r["method_options"].items()) if k != "name")
+    best = ", ".join(f"{s['best_step']}/{s['steps']}" for s in r["per_seed"])
+    lines = [f"### {r['name']}", "",
+             f"`{r['task']}` ({r['kind']}{what}) · {r['init']} init · {r['method']}"
+             f"{f' ({options})' if options else ''} · learning rate {r['learning_rate']:g} · "
+             f"{r['train_examples']:,} train / {r['dev_examples']:,} dev examples · base `{r['model']}`", "",
+             f"Trainable parameters: {r['trainable_params']:,} of {r['total_params']:,} "
+             f"({_share(r['trainable_share'])}%). Train time {r['train_time_s_mean']:.1f} s per seed, "
+             f"{1000 * r['time_per_step_s_mean']:.1f} ms per step; best dev step per seed: {best}.", "",
+             "| metric | mean ± std | " + " | ".join(f"seed {s}" for s in r["seeds"]) + " |",
+             "|---|---:|" + "---:|" * len(r["seeds"])]
+    for metric in r["metrics"]:
+        label = f"**{metric_name(metric)}** (primary)" if metric == r["metric"] else metric_name(metric)
+        # dev metrics live in a seed's "dev", its dev loss beside it
+        seeds = " | ".join(_value(metric, s["dev"].get(metric, s.get(metric))) for s in r["per_seed"])
+        lines.append(f"| {label} | {_mean_std(metric, r['summary'][metric])} | {seeds} |")
+    lines.append("")
+    if r["kind"] == "tokens":
+        lines += ["Per entity type (exact span and type match):", "",
+                  "| entity type | precision | recall | F1 |", "|---|---:|---:|---:|"]
+        lines += [f"| {t['type']} | {_mean_std('precision', t['precision'])} | "
+                  f"{_mean_std('recall', t['recall'])} | {_mean_std('f1', t['f1'])} |"
+                  for t in r["entity_types"]]
+        lines.append("")
+    elif r["figure"] is not None:
+        caption = "dev confusion matrix" if r["kind"] == "classification" else "dev prediction against gold"
+        lines += [f"![{r['name']}: {caption}]({r['figure']})", ""]
+    return lines
 
 
 def _save(figure: Any, path: Path) -> None:
@@ -91,22 +184,97 @@ def plot_pretrain_losses(runs: list[dict[str, Any]], path: Path) -> None:
     _save(figure, path)
 
 
+def seed_band(curves: dict[str, list[dict[str, Any]]], key: str, scale: float
+          ) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps and the mean, min and max of `key` over the seeds evaluated at each step (a seed that
+    stopped early leaves the later steps to the others)."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves.values():
+        for row in curve:
+            if row.get(key) is not None:
+                by_step.setdefault(row["step"], []).append(scale * row[key])
+    steps = sorted(by_step)
+    return (steps, [sum(by_step[s]) / len(by_step[s]) for s in steps], [min(by_step[s]) for s in steps],
+            [max(by_step[s]) for s in steps])
+
+
 def plot_finetune_curves(runs: list[dict[str, Any]], path: Path) -> None:
-    """Dev accuracy against step: one panel per task, one colour per run, one line per seed."""
+    """Per task (one row of panels): the primary dev metric and the dev loss against step, per run the
+    mean over seeds with a min–max band."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNGs render with Agg
 
     tasks = sorted({run["task"] for run in runs})
-    figure = Figure(figsize=(7, 3.5 * len(tasks)))
-    panels = figure.subplots(len(tasks), 1, squeeze=False)[:, 0]
-    for panel, task in zip(panels, tasks, strict=True):
-        for index, run in enumerate(r for r in runs if r["task"] == task):
-            for number, curve in enumerate(run["curves"].values()):
-                panel.plot([r["step"] for r in curve], [100 * r["dev_accuracy"] for r in curve], "-o",
-                           markersize=3, color=f"C{index}", alpha=0.8,
-                           label=f"{run['name']} ({run['init']}, {run['method']})" if number == 0 else None)
-        panel.set_title(f"{task}: dev accuracy while fine-tuning (one line per seed)")
-        panel.set_xlabel("step")
-        panel.set_ylabel("dev accuracy (%)")
-        panel.grid(alpha=0.3)
-        panel.legend(fontsize=8)
+    figure = Figure(figsize=(12, 3.8 * len(tasks)), layout="constrained")
+    panels = figure.subplots(len(tasks), 2, squeeze=False)
+    for (score_panel, loss_panel), task in zip(panels, tasks, strict=True):
+        members = [r for r in runs if r["task"] == task]
+        metrics = {r["metric"] for r in members}
+        for index, run in enumerate(members):
+            colour, label = f"C{index}", f"{run['name']} ({run['init']}, {run['method']})"
+            for panel, key, scale in ((score_panel, f"dev_{run['metric']}", _scale(run["metric"])),
+                                      (loss_panel, "dev_loss", 1.0)):
+                steps, mean, low, high = seed_band(run["curves"], key, scale)
+                panel.plot(steps, mean, "-o", markersize=3, color=colour, label=label)
+                if len(run["seeds"]) > 1:
+                    panel.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
+        name = metric_name(metrics.pop()) if len(metrics) == 1 else "primary metric"
+        score_panel.set_title(f"{task}: dev {name} (mean over seeds, min–max band)")
+        score_panel.set_ylabel(f"dev {name}" + ("" if name == "MSE" else " (points)"))
+        loss_panel.set_title(f"{task}: dev loss")
+        loss_panel.set_ylabel("dev loss")
+        for panel in (score_panel, loss_panel):
+            panel.set_xlabel("step")
+            panel.grid(alpha=0.3)
+        score_panel.legend(fontsize=8)
+    _save(figure, path)
+
+
+def plot_confusion(run: dict[str, Any], path: Path) -> None:
+    """Rows = gold, columns = predicted; colour = share of the gold row, counts (summed over seeds) in
+    the cells up to ANNOTATE_MAX labels, and the row share too for up to four."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNGs render with Agg
+
+    counts = run["confusion"]
+    labels = [label if len(label) <= 30 else label[:29] + "…" for label in run["labels"]]
+    n = len(labels)
+    shares = [[c / max(sum(row), 1) for c in row] for row in counts]
+    side = max(4.0, 0.6 * n + 2.5)
+    figure = Figure(figsize=(side + 1.2, side), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="share of the gold row")
+    axes.set_xticks(range(n), labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
+    axes.set_yticks(range(n), labels)
+    if n <= ANNOTATE_MAX:
+        for g in range(n):
+            for p in range(n):
+                text = f"{counts[g][p]:,}" + (f"\n{shares[g][p]:.0%}" if n <= 4 else "")
+                axes.text(p, g, text, ha="center", va="center", fontsize=10 if n <= 6 else 7,
+                          color="white" if shares[g][p] > 0.5 else "black")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    axes.set_title(f"{run['name']}: {run['task']} dev, {len(run['seeds'])} seed(s) summed")
+    _save(figure, path)
+
+
+def plot_scatter(run: dict[str, Any], path: Path) -> None:
+    """Every seed's dev predictions against the gold scores, with the y = x line."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNGs render with Agg
+
+    gold = run["points"]["gold"]
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
+    axes = figure.subplots()
+    values = list(gold)
+    for index, (seed, predicted) in enumerate(run["points"]["predicted"].items()):
+        axes.scatter(gold, predicted, s=10, alpha=0.45, color=f"C{index}", linewidths=0, label=f"seed {seed}")
+        values += predicted
+    low, high = min(values), max(values)
+    axes.plot([low, high], [low, high], "--", color="grey", linewidth=1, label="y = x")
+    scores = ", ".join(f"{metric_name(m)} {_mean_std(m, run['summary'][m])}"
+                       for m in ("spearman", "pearson") if m in run["summary"])
+    axes.set_title(f"{run['name']}: {run['task']} dev\n{scores}", fontsize=10)
+    axes.set_xlabel("gold score")
+    axes.set_ylabel("predicted score")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
     _save(figure, path)
