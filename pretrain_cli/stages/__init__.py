@@ -20,6 +20,7 @@ STAGES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "pretrain": (("pretrain",), "pretrain_cli.stages.pretrain", "PretrainConfig"),
     "finetune": (("finetune",), "pretrain_cli.stages.finetune", "FinetuneConfig"),
     "evaluate": (("evaluate",), "pretrain_cli.stages.evaluate", "EvaluateConfig"),
+    "export": (("export",), "pretrain_cli.stages.export", "ExportConfig"),
     # new stages go above this line, in pipeline order; `run` chains them and stays last
     "run": (("run",), "pretrain_cli.stages.pipeline", "PipelineConfig"),
 }

@@ -1,78 +1,79 @@
-"""`ptk finetune`: fine-tune a BERT model directory on a classification task, once per seed.
+"""`ptk finetune`: fine-tune a BERT model on a task with one method, once per seed, scored on dev.
 
-    ptk finetune rotten_tomatoes --model work/ckpt/final --out work/ft --seeds 1,2,3
-    ptk finetune rotten_tomatoes --model work/ckpt/final --out work/ft-lora --method lora
-    ptk finetune rotten_tomatoes --model work/ckpt/final --out work/ft-random --random-init
-    ptk finetune mrpc --data-dir glue/MRPC --model ~/models/bert-base --out work/mrpc
+    ptk finetune rotten_tomatoes --model sample:minilm --out work/ft-lora --method lora --seeds 1,2,3
+    ptk finetune wnut_ner --model work/ckpt/final --out work/ner --method adapter
+    ptk finetune stsb --data-dir glue/STS-B --model ~/models/bert-base --out work/stsb
+    ptk finetune reviews.csv --text-column review --label-column stars --model … --out work/reviews
+    ptk finetune sst2 --hub --model … --out work/sst2        # GLUE from the hub (needs network)
+
+Methods: full; lora, adalora, ia3, prompt, prefix (peft); adapter (Houlsby/Pfeiffer), bitfit. The
+task head always trains and is saved with the method's weights.
 
 Layout of FT_DIR, one directory per seed:
 
-    seed-1/model/              full: the fine-tuned model (config.json holds the label map) + tokenizer
-    seed-1/adapter/            lora: adapter + classifier weights (peft) + tokenizer
-    seed-1/base_model.json     lora: the frozen base's path and file hashes
-    seed-1/metrics.jsonl       one line per dev evaluation: the learning curve
-    seed-1/dev_predictions.jsonl
-    seed-1/result.json         written last: the seed is finished
-    manifest.json              every seed's result, mean ± std of accuracy and macro F1
+    seed-1/model/ or seed-1/adapter/   the best dev checkpoint (`modeling.finetuned.save_finetuned`)
+    seed-1/metrics.jsonl               one line per dev evaluation: the learning curves
+    seed-1/dev_predictions.jsonl       the saved model's dev predictions, dev order
+    seed-1/checkpoint/                 the latest evaluation's training state, for an exact resume
+    seed-1/result.json                 written last: the seed is finished
+    manifest.json                      every seed's result and every metric's mean ± std
 
-Each seed restores its best dev checkpoint (by macro F1) before saving, so `result.json` reports
-the model that is on disk. An interrupted run, rerun, keeps the seeds that had finished.
+The best checkpoint is chosen by the task's own dev metric (accuracy, F1 for MRPC/QQP, Matthews
+correlation for CoLA, Spearman for STS-B, entity F1 for NER). A killed run, rerun, keeps the finished
+seeds and resumes the interrupted one from its last evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import random
 import shutil
 import statistics
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import console, say
 from pretrain_cli.errors import UserError
-from pretrain_cli.modeling.peft_setup import model_dir_problems, model_files
+from pretrain_cli.modeling.finetuned import model_dir_problems, model_files
+from pretrain_cli.modeling.methods import MethodConfig
 from pretrain_cli.samples import resolve_input
-from pretrain_cli.store import (
-    Manifest,
-    ShardInfo,
-    StageOutput,
-    atomic_write_bytes,
-    atomic_write_json,
-    file_sha256,
-)
-from pretrain_cli.tasks import TaskData, hash_subset, load_task, task_problems
+from pretrain_cli.store import Manifest, ShardInfo, StageOutput, atomic_write_bytes, atomic_write_json, file_sha256
+from pretrain_cli.tasks import TaskData, TaskSource, hash_subset, load_task, task_problems
 
-if TYPE_CHECKING:
-    import torch
-
-    from pretrain_cli.tasks.encode import Encoded
-
-METHODS = ("full", "lora")
-DEFAULT_LR = {"full": 5e-5, "lora": 5e-4}  # the usual BERT recipe; adapters want a ~10× larger step
-WARMUP = 0.1  # of the steps, then linear decay to 0 (BERT's fine-tuning schedule)
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
+# The usual recipes' peak rates: a full fine-tune moves pretrained weights a little; a few new
+# weights learn from scratch and want a larger step (prompt tuning the largest).
+DEFAULT_LR = {"full": 5e-5, "lora": 5e-4, "adalora": 5e-4, "ia3": 3e-3, "prompt": 3e-2, "prefix": 1e-2,
+              "adapter": 1e-3, "bitfit": 1e-3}
 RESULT = "result.json"
 
 
 @dataclasses.dataclass(kw_only=True)
 class FinetuneConfig(StageConfig):
-    """Fine-tune a BERT model on a classification task (one run per seed) and score it on dev."""
+    """Fine-tune a BERT model on a task (one run per seed) and score it on dev."""
 
     stage: ClassVar[str] = "finetune"
 
-    task: str = option(help="Task: rotten_tomatoes (ships with ptk) or a GLUE task (sst2, cola, mrpc, qqp, "
-                            "qnli, rte, wnli, mnli) read from --data-dir.", argument=True)
+    task: str = option(help="A task name (rotten_tomatoes, imdb, wiki_topics, wnut_ner, zh_sentiment, or "
+                            "GLUE: cola sst2 mrpc qqp stsb mnli qnli rte wnli) or a train file (.csv .tsv "
+                            ".jsonl .arrow .parquet, or .conll for NER).", argument=True)
     model: Path = option(help="HF BERT model directory: config.json, *.safetensors and tokenizer files "
                               "(e.g. a pretrain run's CKPT/final), or sample:minilm for the shipped MiniLM.")
     out: Path = option(help="Output directory: seed-N/ per seed and manifest.json.", hashed=False)
-    data_dir: Path | None = option(None, "Directory with the GLUE task's train.tsv and dev.tsv.")
-    method: str = option("full", "full: train every weight; lora: train LoRA adapters on attention "
-                                 "query/value plus the classifier.")
+    data_dir: Path | None = option(None, "GLUE tasks: the directory with the task's train.tsv and dev.tsv.")
+    hub: bool = option(False, "GLUE tasks: read the task from the Hugging Face hub (nyu-mll/glue); needs "
+                              "network access and HF_HUB_OFFLINE=0.")
+    dev_file: Path | None = option(None, "A train file's dev split (same format); default: 10% of the "
+                                         "train file, chosen by text hash.")
+    text_column: str = option("text", "Train file: the column with the text (NER: the list of words).")
+    text_pair_column: str | None = option(None, "Train file: the second text's column, for a pair task.")
+    label_column: str = option("label", "Train file: the label column (NER: the list of tags).")
+    task_type: Literal["auto", "classification", "regression", "tokens"] = option(
+        "auto", "Train file: the task type; auto: list labels → tokens (NER), non-integer numbers → "
+                "regression, else classification.")
+    method: Literal["full", "lora", "adalora", "ia3", "prompt", "prefix", "adapter", "bitfit"] = option(
+        "full", "full: every weight; lora/adalora/ia3/prompt/prefix: peft's methods; adapter: "
+                "bottleneck adapters; bitfit: biases only. The task head always trains.")
     random_init: bool = option(False, "Keep --model's architecture and tokenizer but start from random "
                                       "weights: the baseline that shows what pretraining bought.")
     seeds: str = option("1", "Comma-separated seeds, one fine-tune each (e.g. 1,2,3); the manifest "
@@ -81,16 +82,24 @@ class FinetuneConfig(StageConfig):
     max_steps: int = option(0, "Optimiser steps to train for; 0: --epochs decides.")
     batch_size: int = option(32, "Examples per optimiser step (and per dev batch).")
     learning_rate: float | None = option(None, "Peak AdamW learning rate, after a 10% linear warmup; "
-                                               "default 5e-5 for full, 5e-4 for lora.")
-    lora_r: int = option(8, "LoRA rank.")
-    lora_alpha: int = option(16, "LoRA scaling numerator (the update is scaled by alpha / r).")
-    lora_dropout: float = option(0.1, "Dropout on the LoRA branch's input.")
+                                               "default by method: full 5e-5, lora/adalora 5e-4, ia3 3e-3, "
+                                               "prompt 3e-2, prefix 1e-2, adapter/bitfit 1e-3.")
+    lora_r: int = option(8, "lora: the rank; adalora: the initial rank (the budget ends at half).")
+    lora_alpha: int = option(16, "lora, adalora: the scaling numerator (the update is scaled by alpha / r).")
+    lora_dropout: float = option(0.1, "lora, adalora: dropout on the low-rank branch's input.")
+    virtual_tokens: int = option(20, "prompt, prefix: the number of learned virtual tokens.")
+    adapter_variant: Literal["houlsby", "pfeiffer"] = option(
+        "houlsby", "adapter: houlsby (after attention and feed-forward) or pfeiffer (feed-forward only).")
+    adapter_size: int = option(64, "adapter: the bottleneck width.")
     max_seq_length: int = option(128, "Tokens per example (pairs share them); longer ones are truncated.")
-    patience: int = option(0, "Stop after this many dev evaluations without a better macro F1 (0: never "
+    patience: int = option(0, "Stop after this many dev evaluations without a better dev metric (0: never "
                               "stop early); the best dev checkpoint is kept either way.")
-    eval_every: int = option(0, "Evaluate on dev every N steps; 0: at the end of every epoch.")
+    eval_every: int = option(0, "Evaluate on dev (and checkpoint for resume) every N steps; 0: at the end "
+                                "of every epoch.")
     train_limit: int = option(0, "Train on this many examples only (a fixed subset chosen by text "
                                  "hash; 0: all).")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "Where to train; auto: a CUDA GPU if there is "
+                                                            "one.", hashed=False)
     workers: int = option(0, "CPU threads for torch; 0: torch's default (all cores). Small models on a "
                              "busy machine often run faster on 1.", hashed=False)
 
@@ -106,22 +115,33 @@ class FinetuneConfig(StageConfig):
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
 
+    @property
+    def source(self) -> TaskSource:
+        return TaskSource(task=self.task, data_dir=self.data_dir, hub=self.hub, dev_file=self.dev_file,
+                          text_column=self.text_column, text_pair_column=self.text_pair_column,
+                          label_column=self.label_column, task_type=self.task_type)
+
+    @property
+    def method_config(self) -> MethodConfig:
+        return MethodConfig(name=self.method, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                            lora_dropout=self.lora_dropout, virtual_tokens=self.virtual_tokens,
+                            adapter_variant=self.adapter_variant, adapter_size=self.adapter_size)
+
     def problems(self) -> list[str]:
-        problems = task_problems(self.task, self.data_dir)
+        problems = task_problems(self.source)
         try:
             problems += model_dir_problems(self.model_dir, weights=not self.random_init)
         except UserError as error:  # sample:NAME whose package is not installed
             problems.append(str(error))
-        if self.method not in METHODS:
-            problems.append(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
+        problems += self.method_config.problems()
         try:
             seeds = self.seed_list
             if len(set(seeds)) != len(seeds) or min(seeds) < 0:
                 problems.append(f"--seeds {self.seeds!r}: seeds must be distinct and non-negative")
         except ValueError:
             problems.append(f"--seeds {self.seeds!r}: expected comma-separated integers such as 1,2,3")
-        at_least = {"epochs": 1, "batch_size": 1, "lora_r": 1, "lora_alpha": 1, "max_seq_length": 8,
-                    "max_steps": 0, "patience": 0, "eval_every": 0, "train_limit": 0, "workers": 0}
+        at_least = {"epochs": 1, "batch_size": 1, "max_seq_length": 8, "max_steps": 0, "patience": 0,
+                    "eval_every": 0, "train_limit": 0, "workers": 0}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 problems.append(f"--{name.replace('_', '-')} must be at least {low}")
@@ -129,13 +149,11 @@ class FinetuneConfig(StageConfig):
         if self.learning_rate is not None and (not isinstance(self.learning_rate, (int, float))
                                                or self.learning_rate <= 0):
             problems.append(f"--learning-rate {self.learning_rate!r} must be a positive number")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append("--lora-dropout must be in [0, 1)")
         return problems
 
 
 def files_input(kind: str, paths: list[Path]) -> Manifest:
-    """Files that no ptk stage wrote (a model directory, GLUE TSVs) as an input manifest, so the
+    """Files that no ptk stage wrote (a model directory, task data) as an input manifest, so the
     up-to-date check covers their content: a retrained model or edited data means a new fine-tune."""
     shards = [ShardInfo(file=str(p), rows=0, tokens=0, sha256=file_sha256(p), bytes=p.stat().st_size,
                         split="file") for p in paths]
@@ -150,16 +168,22 @@ def run(cfg: FinetuneConfig) -> Manifest:
     cfg.validate()
     import torch
 
-    from pretrain_cli.modeling.peft_setup import load_tokenizer
+    from pretrain_cli.modeling.finetuned import load_tokenizer
 
-    task = load_task(cfg.task, cfg.data_dir)
-    tokenizer = load_tokenizer(cfg.model_dir, cfg.max_seq_length)
+    task = load_task(cfg.source)
+    if task.kind == "classification" and len(task.labels) < 2:
+        raise UserError(f"{task.files[0] if task.files else task.name}: every training example has one label "
+                        f"({task.labels[0]!r}); a classifier needs at least two, so add examples of the others")
+    tokenizer = load_tokenizer(cfg.model_dir, cfg.max_seq_length,
+                               virtual_tokens=cfg.method_config.virtual_positions)
     inputs = {"model": files_input("model", model_files(cfg.model_dir, weights=not cfg.random_init)),
               "data": files_input("data", list(task.files))}
     # earlier runs' seed directories are this stage's too: --force must clear them with the rest
     out = StageOutput(cfg, cfg.out, inputs=inputs, owned=("seed-*",))
     if (done := out.up_to_date()) is not None:
         return done
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
     threads = torch.get_num_threads()
     if cfg.workers:
         torch.set_num_threads(cfg.workers)
@@ -170,14 +194,27 @@ def run(cfg: FinetuneConfig) -> Manifest:
 
 
 def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOutput) -> Manifest:
+    import math
+
+    import torch
+
     from pretrain_cli.tasks.encode import encode
+    from pretrain_cli.training.finetune_loop import SeedPlan
 
     train = hash_subset(task.train, cfg.train_limit)
-    enc_train = encode(tokenizer, train, cfg.max_seq_length)
-    enc_dev = encode(tokenizer, task.dev, cfg.max_seq_length)
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    max_steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / cfg.batch_size)
+    plan = SeedPlan(task=task, train=encode(tokenizer, train, task.kind, cfg.max_seq_length),
+                    dev=encode(tokenizer, task.dev, task.kind, cfg.max_seq_length), pad_id=tokenizer.pad_token_id,
+                    model_dir=cfg.model_dir, random_init=cfg.random_init, method=cfg.method_config,
+                    learning_rate=cfg.lr, batch_size=cfg.batch_size, max_steps=max_steps,
+                    eval_every=cfg.eval_every, patience=cfg.patience, device=device)
     init = "random" if cfg.random_init else "pretrained"
-    say(f"finetune: {task.name} ({', '.join(task.labels)}): {len(train):,} train / {len(task.dev):,} dev "
-        f"examples; {init} {cfg.method} from {cfg.model_dir}, lr {cfg.lr:g}")
+    labels = f" ({len(task.labels)} labels)" if task.labels else ""
+    say(f"finetune: {task.name}, {task.kind}{labels}: {len(train):,} train / {len(task.dev):,} dev examples; "
+        f"{init} {cfg.method} from {cfg.model_dir} on {device.type}, lr {cfg.lr:g}, {max_steps:,} steps; "
+        f"best checkpoint by dev {task.metric}")
     results: dict[int, dict[str, Any]] = {}
     for seed in cfg.seed_list:
         seed_dir = cfg.out / seed_dir_name(seed)
@@ -185,175 +222,82 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
             results[seed] = json.loads((seed_dir / RESULT).read_text())
             say(f"seed {seed}: finished by an earlier run, kept")
             continue
-        shutil.rmtree(seed_dir, ignore_errors=True)  # a seed interrupted midway starts over
-        seed_dir.mkdir(parents=True)
-        results[seed] = train_seed(cfg, task, enc_train, enc_dev, tokenizer, seed, seed_dir)
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        results[seed] = finetune_seed(cfg, plan, tokenizer, seed, seed_dir)
 
     for seed in cfg.seed_list:
         for path in sorted((cfg.out / seed_dir_name(seed)).rglob("*")):
             if path.is_file():
                 out.record_file(str(path.relative_to(cfg.out)))
     stats = summarise(results)
-    say(f"finetune: {task.name} {init} {cfg.method}: dev accuracy {stats['accuracy_mean']:.4f} ± "
-        f"{stats['accuracy_std']:.4f}, macro F1 {stats['macro_f1_mean']:.4f} ± {stats['macro_f1_std']:.4f} "
-        f"over {len(results)} seed(s); {cfg.out}")
-    extra = {"task": task.name, "labels": list(task.labels), "init": init, "method": cfg.method,
+    headline = stats["summary"][task.metric]
+    say(f"finetune: {task.name} {init} {cfg.method}: dev {task.metric} {headline['mean']:.4f} ± "
+        f"{headline['std']:.4f} over {len(results)} seed(s), "
+        f"{next(iter(results.values()))['trainable_share']:.2%} of parameters trained; {cfg.out}")
+    extra = {"task": task.name, "kind": task.kind, "labels": list(task.labels), "metric": task.metric,
+             "init": init, "method": cfg.method, "method_options": cfg.method_config.to_dict(),
              "model": str(cfg.model_dir.resolve()), "learning_rate": cfg.lr, "seeds": cfg.seed_list,
              "train_examples": len(train), "dev_examples": len(task.dev)}
     return out.finish(stats=stats, extra=extra)
 
 
-def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Per-seed results and their mean ± sample standard deviation (0 for a single seed)."""
-    def spread(key: str) -> tuple[float, float]:
-        values = [r[key] for r in results.values()]
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-    acc_mean, acc_std = spread("dev_accuracy")
-    f1_mean, f1_std = spread("dev_macro_f1")
-    return {"seeds": {str(seed): result for seed, result in results.items()},
-            "accuracy_mean": acc_mean, "accuracy_std": acc_std,
-            "macro_f1_mean": f1_mean, "macro_f1_std": f1_std,
-            "train_time_s": sum(r["train_time_s"] for r in results.values())}
-
-
-def predict(model: torch.nn.Module, encoded: Encoded, batch_size: int, pad_id: int) -> torch.Tensor:
-    """Logits for every example, in example order (batches go by length, to pad little)."""
-    import torch
-
-    from pretrain_cli.tasks.encode import collate, eval_batches
-
-    was_training = model.training
-    model.eval()
-    logits = [torch.empty(0)] * len(encoded.labels)
-    with torch.no_grad():
-        for indices in eval_batches(encoded.lengths, batch_size):
-            batch = collate(encoded, indices, pad_id)
-            batch.pop("labels")
-            for i, row in zip(indices, model(**batch).logits.float(), strict=True):
-                logits[i] = row
-    model.train(was_training)
-    return torch.stack(logits)
-
-
-def train_seed(cfg: FinetuneConfig, task: TaskData, enc_train: Encoded, enc_dev: Encoded, tokenizer: Any,
-               seed: int, seed_dir: Path) -> dict[str, Any]:
-    """One fine-tune: train, evaluate on dev as it goes, keep the best, save it; returns result.json."""
-    import torch
+def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int, seed_dir: Path) -> dict[str, Any]:
+    """Train (or resume) one seed, save its best model and dev predictions, then write result.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pretrain_cli.modeling.peft_setup import (
-        add_lora,
-        base_record,
-        build_classifier,
-        count_parameters,
-        save_classifier,
-        save_random_base,
-    )
-    from pretrain_cli.tasks.encode import collate, train_batches
-    from pretrain_cli.tasks.metrics import scores
-    from pretrain_cli.training.schedule import LrSchedule, build_optimizer, set_learning_rate, warmup_steps
+    from pretrain_cli.modeling.finetuned import save_finetuned
+    from pretrain_cli.training.finetune_loop import CHECKPOINT, train_seed
 
-    model = build_classifier(cfg.model_dir, task.labels, random_init=cfg.random_init, seed=seed)
-    base_dir = cfg.model_dir
-    if cfg.method == "lora":
-        if cfg.random_init:
-            base_dir = save_random_base(model, seed_dir)
-        model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    trainable, total = count_parameters(model)
-    say(f"seed {seed}: trainable parameters {trainable:,} of {total:,} ({trainable / total:.2%})")
-
-    steps_per_epoch = math.ceil(len(enc_train.labels) / cfg.batch_size)
-    max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    optimizer = build_optimizer(model, name="adamw", learning_rate=cfg.lr, weight_decay=WEIGHT_DECAY)
-    schedule = LrSchedule(peak=cfg.lr, kind="linear", warmup=warmup_steps(WARMUP, max_steps),
-                          max_steps=max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    order = random.Random(seed)  # the data order, independent of torch's RNG (dropout)
-    pad_id = tokenizer.pad_token_id
-    gold = enc_dev.labels
-    step, since_best, stopped_early = 0, 0, False
-    best: dict[str, Any] = {}
-    loss_sum, loss_count = 0.0, 0
-    curve = open(seed_dir / "metrics.jsonl", "w")
     progress = Progress(TextColumn(f"seed {seed}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                         console=console, disable=not console.is_terminal, transient=True)
-    bar = progress.add_task("steps", total=max_steps, status="")
-    started = time.perf_counter()
-
-    def evaluate() -> bool:
-        """Score dev, log it, keep the best weights; True when patience has run out."""
-        nonlocal since_best, loss_sum, loss_count
-        logits = predict(model, enc_dev, cfg.batch_size, pad_id)
-        dev_loss = torch.nn.functional.cross_entropy(logits, torch.tensor(gold)).item()
-        score = scores(gold, logits.argmax(-1).tolist(), len(task.labels))
-        record = {"step": step, "epoch": round(step / steps_per_epoch, 3),
-                  "train_loss": loss_sum / max(loss_count, 1), "dev_loss": dev_loss,
-                  "dev_accuracy": score["accuracy"], "dev_macro_f1": score["macro_f1"],
-                  "lr": schedule.learning_rate(step), "elapsed_s": round(time.perf_counter() - started, 3)}
-        curve.write(json.dumps(record) + "\n")
-        curve.flush()
-        loss_sum, loss_count = 0.0, 0
-        progress.update(bar, status=f"dev acc {score['accuracy']:.4f}  f1 {score['macro_f1']:.4f}")
-        if not best or score["macro_f1"] > best["score"]["macro_f1"]:
-            # only the trained tensors change, so they are the whole checkpoint (small for LoRA)
-            weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-            best.update(step=step, score=score, dev_loss=dev_loss, logits=logits, weights=weights)
-            since_best = 0
-        else:
-            since_best += 1
-        return cfg.patience > 0 and since_best >= cfg.patience
-
-    model.train()
-    with curve, progress:
-        while step < max_steps and not stopped_early:
-            batches = train_batches(enc_train.lengths, cfg.batch_size, order)
-            for position, indices in enumerate(batches, start=1):
-                loss = model(**collate(enc_train, indices, pad_id)).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-                set_learning_rate(optimizer, schedule.learning_rate(step))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
-                progress.update(bar, completed=step)
-                epoch_end = position == len(batches)
-                if (step == max_steps or (cfg.eval_every and step % cfg.eval_every == 0)
-                        or (not cfg.eval_every and epoch_end)):
-                    stopped_early = evaluate() and step < max_steps
-                if step == max_steps or stopped_early:
-                    break
-    train_time = time.perf_counter() - started
-
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in best["weights"]:
-                param.copy_(best["weights"][name])
-    base = base_record(base_dir, task.labels, seed_dir) if cfg.method == "lora" else None
-    saved = save_classifier(model, tokenizer, seed_dir, base)
-    write_predictions(seed_dir / "dev_predictions.jsonl", task, best["logits"])
-    result = {"seed": seed, "task": task.name, "init": "random" if cfg.random_init else "pretrained",
-              "method": cfg.method, "dev_accuracy": best["score"]["accuracy"],
-              "dev_macro_f1": best["score"]["macro_f1"], "dev_loss": best["dev_loss"],
-              "selection_metric": "dev_macro_f1", "best_step": best["step"], "steps": step,
-              "epochs": round(step / steps_per_epoch, 3), "stopped_early": stopped_early,
-              "trainable_params": trainable, "total_params": total, "trainable_share": trainable / total,
-              "train_time_s": round(train_time, 3), "learning_rate": cfg.lr,
-              "train_examples": len(enc_train.labels), "dev_examples": len(gold), "saved": saved.name}
+    resuming = (seed_dir / CHECKPOINT / "state.json").is_file()
+    with progress:
+        bar = progress.add_task("steps", total=plan.max_steps, status="resuming" if resuming else "")
+        trained = train_seed(plan, seed, seed_dir, progress_bar=lambda **kw: progress.update(bar, **kw))
+    ft = trained.pop("ft")
+    say(f"seed {seed}: {trained['trainable_params']:,} of {trained['total_params']:,} parameters trained "
+        f"({trained['trainable_share']:.2%})" + (" (resumed)" if resuming else ""))
+    saved = seed_dir / ("model" if cfg.method == "full" else "adapter")
+    shutil.rmtree(saved, ignore_errors=True)  # a kill between the save and result.json left a partial one
+    save_finetuned(ft, tokenizer, saved, base_dir=None if cfg.random_init else cfg.model_dir)
+    write_predictions(seed_dir / "dev_predictions.jsonl", plan.task, trained.pop("outputs"),
+                      trained.pop("predicted"))
+    result = {"seed": seed, "task": plan.task.name, "kind": plan.task.kind, "method": cfg.method,
+              "init": "random" if cfg.random_init else "pretrained", "metric": plan.task.metric, **trained,
+              "learning_rate": cfg.lr, "train_examples": len(plan.train.labels),
+              "dev_examples": len(plan.dev.labels), "saved": saved.name}
+    shutil.rmtree(seed_dir / CHECKPOINT, ignore_errors=True)  # the saved model supersedes it
     atomic_write_json(seed_dir / RESULT, result)  # last: from here on the seed counts as finished
-    say(f"seed {seed}: dev accuracy {result['dev_accuracy']:.4f}, macro F1 {result['dev_macro_f1']:.4f} "
-        f"(best of step {best['step']}/{step}), {train_time:.1f} s")
+    say(f"seed {seed}: dev {plan.task.metric} {result['dev'][plan.task.metric]:.4f} (best of step "
+        f"{result['best_step']}/{result['steps']}), {result['train_time_s']:.1f} s")
     return result
 
 
-def write_predictions(path: Path, task: TaskData, logits: torch.Tensor) -> None:
-    """One line per dev example, in dev order: gold and predicted label names and the raw logits."""
+def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per-seed results and every dev metric's mean ± sample standard deviation (0 for one seed)."""
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    first = next(iter(results.values()))
+    summary = {name: spread([r["dev"][name] for r in results.values()]) for name in first["dev"]}
+    summary["dev_loss"] = spread([r["dev_loss"] for r in results.values()])
+    return {"seeds": {str(seed): result for seed, result in results.items()}, "summary": summary,
+            "train_time_s": sum(r["train_time_s"] for r in results.values())}
+
+
+def write_predictions(path: Path, task: TaskData, outputs: list[Any], predicted: list[Any]) -> None:
+    """One line per dev example, in dev order: gold and predicted labels and the raw outputs."""
     lines = []
-    rows = zip(task.dev, logits.tolist(), logits.argmax(-1).tolist(), strict=True)
-    for index, (example, row, predicted) in enumerate(rows):
-        record = {"index": index, "text": example.text, "text_pair": example.text_pair,
-                  "label": task.labels[example.label], "prediction": task.labels[predicted], "logits": row}
-        lines.append(json.dumps(record) + "\n")
+    for index, (example, output, guess) in enumerate(zip(task.dev, outputs, predicted, strict=True)):
+        record: dict[str, Any] = {"index": index, "text": example.text, "text_pair": example.text_pair}
+        if task.kind == "regression":
+            record |= {"label": float(example.label), "prediction": guess, "score": guess}
+        elif task.kind == "tokens":
+            record |= {"label": [task.labels[t] for t in example.label],
+                       "prediction": [task.labels[t] for t in guess], "logits": output.tolist()}
+        else:
+            record |= {"label": task.labels[example.label], "prediction": task.labels[guess],
+                       "logits": output.tolist()}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     atomic_write_bytes(path, "".join(lines).encode())

@@ -58,13 +58,13 @@ def test_pair_task_with_lora_over_two_seeds(tiny_bert: Path, tmp_path: Path) -> 
     result = finetune("rte", "--data-dir", str(data), "--model", str(tiny_bert), "--out", str(out),
                       "--method", "lora", "--seeds", "3,4", "--eval-every", "3", *TRAIN)
     assert result.exit_code == 0, result.output
-    assert "trainable parameters" in result.output and "± " in result.output
+    assert "parameters trained" in result.output and "± " in result.output
     manifest = read_manifest(out, "finetune")
     assert manifest.extra["labels"] == ["entailment", "not_entailment"] and manifest.extra["seeds"] == [3, 4]
     assert set(manifest.stats["seeds"]) == {"3", "4"}
-    curve = [json.loads(line) for line in (out / "seed-3" / "metrics.jsonl").read_text().splitlines()]
+    curve = [json.loads(line) for line in (out / "seed-3" / "metrics.jsonl").read_text().split("\n") if line]
     assert [r["step"] for r in curve] == [3, 6]  # every 3 steps, and the last step
-    prediction = json.loads((out / "seed-3" / "dev_predictions.jsonl").read_text().splitlines()[0])
+    prediction = json.loads((out / "seed-3" / "dev_predictions.jsonl").read_text(encoding="utf-8").split("\n")[0])
     assert prediction["text_pair"] and prediction["label"] in ("entailment", "not_entailment")
 
     again = finetune("rte", "--data-dir", str(data), "--model", str(tiny_bert), "--out", str(out),
@@ -87,8 +87,7 @@ def test_unknown_task(tiny_bert: Path, tmp_path: Path) -> None:
 
 def test_glue_task_without_data_dir(tiny_bert: Path, tmp_path: Path) -> None:
     result = finetune("sst2", "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
-    assert_clean_failure(result, tmp_path / "ft", "train.tsv and dev.tsv", "sentence, label", "--data-dir",
-                         "rotten_tomatoes")
+    assert_clean_failure(result, tmp_path / "ft", "train.tsv", "--data-dir", "--hub")
     assert not (tmp_path / "ft").exists()
 
 
@@ -131,8 +130,14 @@ def test_model_dir_problems(tiny_bert: Path, tmp_path: Path) -> None:
 
 def test_bad_options_are_reported_together(tiny_bert: Path, tmp_path: Path) -> None:
     result = finetune("rotten_tomatoes", "--model", str(tiny_bert), "--out", str(tmp_path / "ft"),
-                      "--method", "adapter", "--seeds", "1,x", "--lora-dropout", "1.5")
-    assert_clean_failure(result, tmp_path / "ft", "--method 'adapter'", "--seeds '1,x'", "--lora-dropout")
+                      "--seeds", "1,x", "--lora-dropout", "1.5", "--adapter-size", "0")
+    assert_clean_failure(result, tmp_path / "ft", "--seeds '1,x'", "--lora-dropout", "--adapter-size")
+
+
+def test_unknown_method_is_one_line(tiny_bert: Path, tmp_path: Path) -> None:
+    result = finetune("rotten_tomatoes", "--model", str(tiny_bert), "--out", str(tmp_path / "ft"),
+                      "--method", "qlora")
+    assert_clean_failure(result, tmp_path / "ft", "qlora", "lora", "bitfit")
 
 
 def test_sequence_longer_than_the_position_table(tiny_bert: Path, tmp_path: Path) -> None:
@@ -147,3 +152,110 @@ def test_foreign_output_directory(tiny_bert: Path, tmp_path: Path) -> None:
     result = finetune("rotten_tomatoes", "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
     assert_clean_failure(result, tmp_path / "ft", "not empty")
     assert (tmp_path / "ft" / "notes.txt").read_text() == "mine"
+
+
+def write_reviews_csv(path: Path, rows: int = 80) -> Path:
+    """A user's CSV: real review sentences under custom column names."""
+    import csv
+
+    from pretrain_cli.tasks import TaskSource, load_task
+
+    train = load_task(TaskSource(task="rotten_tomatoes")).train  # sorted by label: take both ends
+    examples = train[:rows // 2] + train[-(rows // 2):]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "verdict"])
+        writer.writerows([e.text, ["bad", "good"][e.label]] for e in examples)
+    return path
+
+
+def test_user_csv_with_named_columns(tiny_bert: Path, tmp_path: Path) -> None:
+    data, out = write_reviews_csv(tmp_path / "reviews.csv"), tmp_path / "ft"
+    result = finetune(str(data), "--text-column", "review", "--label-column", "verdict", "--model",
+                      str(tiny_bert), "--out", str(out), "--method", "bitfit", "--max-steps", "3", *TRAIN)
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out, "finetune")
+    assert manifest.extra["labels"] == ["bad", "good"] and manifest.extra["dev_examples"] == 8
+
+
+@pytest.mark.parametrize(("options", "needles"), [
+    (["--text-column", "body"], ("reviews.csv", "'body'", "review", "verdict")),
+    (["--text-column", "review", "--label-column", "verdict", "--text-pair-column", "answer"],
+     ("reviews.csv", "'answer'")),
+])
+def test_user_csv_column_problems(tiny_bert: Path, tmp_path: Path, options: list[str],
+                                  needles: tuple[str, ...]) -> None:
+    data = write_reviews_csv(tmp_path / "reviews.csv")
+    result = finetune(str(data), *options, "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    assert_clean_failure(result, tmp_path / "ft", *needles)
+
+
+def test_user_csv_with_a_single_label(tiny_bert: Path, tmp_path: Path) -> None:
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,verdict\n" + "".join(f"Review number {i}.,good\n" for i in range(20)))
+    result = finetune(str(data), "--text-column", "review", "--label-column", "verdict",
+                      "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    assert_clean_failure(result, tmp_path / "ft", "reviews.csv", "one label", "'good'")
+
+
+def test_user_csv_dev_label_outside_the_label_set(tiny_bert: Path, tmp_path: Path) -> None:
+    data = write_reviews_csv(tmp_path / "reviews.csv")
+    dev = tmp_path / "dev.csv"
+    dev.write_text("review,verdict\nA fine film.,good\nNo opinion.,meh\n")
+    result = finetune(str(data), "--dev-file", str(dev), "--text-column", "review", "--label-column", "verdict",
+                      "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    assert_clean_failure(result, tmp_path / "ft", "dev.csv", "'meh'", "bad", "good")
+
+
+def test_user_csv_empty_dev_split(tiny_bert: Path, tmp_path: Path) -> None:
+    data = write_reviews_csv(tmp_path / "reviews.csv")
+    dev = tmp_path / "dev.csv"
+    dev.write_text("review,verdict\n")
+    result = finetune(str(data), "--dev-file", str(dev), "--text-column", "review", "--label-column", "verdict",
+                      "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    assert_clean_failure(result, tmp_path / "ft", "dev.csv", "no")
+
+
+def test_export_merges_lora_into_a_plain_model(tiny_bert: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "ft"
+    assert finetune("rotten_tomatoes", "--model", str(tiny_bert), "--out", str(out), "--method", "lora",
+                    "--train-limit", "64", "--max-steps", "4", "--seeds", "1,2", *TRAIN).exit_code == 0
+    refused = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "plain")])
+    assert_clean_failure(refused, tmp_path / "plain", "lora", "--merge")
+    result = runner.invoke(app, ["export", str(out), "--merge", "--out", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    export = read_manifest(tmp_path / "plain", "export")
+    seed = export.stats["seed"]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    predictions = [json.loads(line) for line in
+                   (out / f"seed-{seed}" / "dev_predictions.jsonl").read_text(encoding="utf-8").split("\n")[:16]]
+    batch = tokenizer([p["text"] for p in predictions], truncation=True, max_length=64, padding=True,
+                      return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert torch.allclose(logits, torch.tensor([p["logits"] for p in predictions]), atol=1e-5)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_export_refuses_an_adapter_whose_base_changed(tiny_bert: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(tiny_bert, base)
+    out = tmp_path / "ft"
+    assert finetune("rotten_tomatoes", "--model", str(base), "--out", str(out), "--method", "lora",
+                    "--train-limit", "32", "--max-steps", "2", *TRAIN).exit_code == 0
+    build_tiny_bert(tmp_path / "other", vocab_size=700)
+    shutil.copy(tmp_path / "other" / "model.safetensors", base / "model.safetensors")  # another base model
+    result = runner.invoke(app, ["export", str(out), "--merge", "--out", str(tmp_path / "plain")])
+    assert_clean_failure(result, tmp_path / "plain", "model.safetensors", str(base))
+
+
+def test_export_refuses_bottleneck_adapters(tiny_bert: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    assert finetune("rotten_tomatoes", "--model", str(tiny_bert), "--out", str(out), "--method", "adapter",
+                    "--train-limit", "32", "--max-steps", "2", *TRAIN).exit_code == 0
+    result = runner.invoke(app, ["export", str(out), "--merge", "--out", str(tmp_path / "plain")])
+    assert_clean_failure(result, tmp_path / "plain", "adapter")

@@ -15,7 +15,7 @@ from pretrain_cli.cli.app import app
 pytestmark = pytest.mark.slow
 
 STAGE_DIRS = {"docs": "corpus", "tokens": "tokenize", "examples": "mask", "ckpt": "pretrain",
-              "ft-full": "finetune", "ft-lora": "finetune", "report": "evaluate"}
+              "ft-full": "finetune", "ft-lora": "finetune", "report": "evaluate", "export": "export"}
 
 
 def pipeline(work: Path) -> dict:
@@ -32,7 +32,8 @@ def pipeline(work: Path) -> dict:
         {**finetune, "out": f"{work}/ft-full", "method": "full"},
         {**finetune, "out": f"{work}/ft-lora", "method": "lora"},
         {"stage": "evaluate", "runs": [f"{work}/ckpt", f"{work}/ft-full", f"{work}/ft-lora"],
-         "examples": f"{work}/examples", "out": f"{work}/report"},
+         "examples": f"{work}/examples", "out": f"{work}/report", "compare": True},
+        {"stage": "export", "run": f"{work}/ft-lora", "out": f"{work}/export", "merge": True},
     ]}
 
 
@@ -63,6 +64,13 @@ def test_pipeline_end_to_end(tmp_path: Path) -> None:
     report = json.loads((work / "report" / "report.json").read_text())
     assert report and (work / "report" / "report.md").is_file()
     assert list((work / "report").glob("*.png"))
+    table = (work / "report" / "compare.md").read_text()
+    assert table.count("\n|") >= 3 and "full" in table and "lora" in table
+
+    from transformers import AutoModelForSequenceClassification
+
+    merged = AutoModelForSequenceClassification.from_pretrained(work / "export")
+    assert merged.config.id2label == {0: "negative", 1: "positive"}
 
     manifests = {p: p.read_bytes() for p in work.rglob("manifest.json")}
     again = CliRunner().invoke(app, ["run", str(spec)])
