@@ -133,10 +133,13 @@ def main() -> None:
 
     full = rows[0]
     memory = "peak MiB" if args.device == "cuda" else "training MiB (peak RSS)"
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {threads} threads"
     print(f"\nbench_finetune: {args.model} on {args.task}, batch {args.batch_size}, max_seq_length "
-          f"{args.max_seq_length}, {args.steps} steps ({args.warmup} untimed), {where}; torch {torch.__version__}")
-    print(f"{'method':<9} {'trainable':>12} {'share':>8} {'ms/step':>9} {'× full':>7} {memory:>24} {'× full':>7}")
+          f"{args.max_seq_length}, {args.steps} steps ({args.warmup} untimed), {where}; "
+          f"torch {torch.__version__}")
+    print(f"{'method':<9} {'trainable':>12} {'share':>8} {'ms/step':>9} {'× full':>7} {memory:>24} "
+          f"{'× full':>7}")
     for row in rows:
         held = row.get("training_mib", row["peak_mib"])
         full_held = full.get("training_mib", full["peak_mib"])
@@ -146,8 +149,9 @@ def main() -> None:
               f"{held / max(full_held, 1e-9):>7.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items() if k != "one"},
-                                         "device": where, "torch": torch.__version__, "rows": rows}, indent=2))
+        options = {k: str(v) for k, v in vars(args).items() if k != "one"}
+        record = {"args": options, "device": where, "torch": torch.__version__, "rows": rows}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

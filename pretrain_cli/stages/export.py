@@ -67,7 +67,8 @@ def run(cfg: ExportConfig) -> Manifest:
         raise UserError(f"{cfg.run} holds {method} adapters; pass --merge to fold them into the base weights "
                         f"(the export is a plain model)")
     seed = chosen_seed(manifest, cfg.seed, cfg.run)
-    out = StageOutput(cfg, cfg.out, inputs={"finetune": manifest}, owned=("model.safetensors", "*.json", "*.txt"))
+    out = StageOutput(cfg, cfg.out, inputs={"finetune": manifest},
+                      owned=("model.safetensors", "*.json", "*.txt"))
     if (done := out.up_to_date()) is not None:
         return done
     result = manifest.stats["seeds"][str(seed)]

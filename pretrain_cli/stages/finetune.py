@@ -38,7 +38,14 @@ from pretrain_cli.errors import UserError
 from pretrain_cli.modeling.finetuned import model_dir_problems, model_files
 from pretrain_cli.modeling.methods import MethodConfig
 from pretrain_cli.samples import resolve_input
-from pretrain_cli.store import Manifest, ShardInfo, StageOutput, atomic_write_bytes, atomic_write_json, file_sha256
+from pretrain_cli.store import (
+    Manifest,
+    ShardInfo,
+    StageOutput,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_sha256,
+)
 from pretrain_cli.tasks import TaskData, TaskSource, hash_subset, load_task, task_problems
 
 # The usual recipes' peak rates: a full fine-tune moves pretrained weights a little; a few new
@@ -172,8 +179,9 @@ def run(cfg: FinetuneConfig) -> Manifest:
 
     task = load_task(cfg.source)
     if task.kind == "classification" and len(task.labels) < 2:
-        raise UserError(f"{task.files[0] if task.files else task.name}: every training example has one label "
-                        f"({task.labels[0]!r}); a classifier needs at least two, so add examples of the others")
+        where = task.files[0] if task.files else task.name
+        raise UserError(f"{where}: every training example has one label ({task.labels[0]!r}); a classifier "
+                        f"needs at least two, so add examples of the others")
     tokenizer = load_tokenizer(cfg.model_dir, cfg.max_seq_length,
                                virtual_tokens=cfg.method_config.virtual_positions)
     inputs = {"model": files_input("model", model_files(cfg.model_dir, weights=not cfg.random_init)),
@@ -202,11 +210,12 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
     from pretrain_cli.training.finetune_loop import SeedPlan
 
     train = hash_subset(task.train, cfg.train_limit)
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if on_gpu else "cpu")
     max_steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     plan = SeedPlan(task=task, train=encode(tokenizer, train, task.kind, cfg.max_seq_length),
-                    dev=encode(tokenizer, task.dev, task.kind, cfg.max_seq_length), pad_id=tokenizer.pad_token_id,
+                    dev=encode(tokenizer, task.dev, task.kind, cfg.max_seq_length),
+                    pad_id=tokenizer.pad_token_id,
                     model_dir=cfg.model_dir, random_init=cfg.random_init, method=cfg.method_config,
                     learning_rate=cfg.lr, batch_size=cfg.batch_size, max_steps=max_steps,
                     eval_every=cfg.eval_every, patience=cfg.patience, device=device)
@@ -241,7 +250,8 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
     return out.finish(stats=stats, extra=extra)
 
 
-def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int, seed_dir: Path) -> dict[str, Any]:
+def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int,
+                  seed_dir: Path) -> dict[str, Any]:
     """Train (or resume) one seed, save its best model and dev predictions, then write result.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -254,7 +264,13 @@ def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int, see
     resuming = (seed_dir / CHECKPOINT / "state.json").is_file()
     with progress:
         bar = progress.add_task("steps", total=plan.max_steps, status="resuming" if resuming else "")
-        trained = train_seed(plan, seed, seed_dir, progress_bar=lambda **kw: progress.update(bar, **kw))
+
+        def report(**fields: Any) -> None:
+            progress.update(bar, **fields)
+            if "status" in fields and not console.is_terminal:  # logs get a line per evaluation instead
+                say(f"seed {seed} step {progress.tasks[0].completed:,.0f}/{plan.max_steps:,}: {fields['status']}")
+
+        trained = train_seed(plan, seed, seed_dir, progress_bar=report)
     ft = trained.pop("ft")
     say(f"seed {seed}: {trained['trainable_params']:,} of {trained['total_params']:,} parameters trained "
         f"({trained['trainable_share']:.2%})" + (" (resumed)" if resuming else ""))

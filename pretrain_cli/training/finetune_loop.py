@@ -116,8 +116,8 @@ def predict(ft: Finetunable, encoded: Encoded, batch_size: int, device: torch.de
     return outputs
 
 
-def dev_scores(task: TaskData, encoded: Encoded, outputs: list[torch.Tensor]) -> tuple[dict[str, float], float,
-                                                                                          list[Any]]:
+def dev_scores(task: TaskData, encoded: Encoded,
+               outputs: list[torch.Tensor]) -> tuple[dict[str, float], float, list[Any]]:
     """(every metric of the task, the dev loss, the predictions: class index, score or word tags)."""
     if task.kind == "regression":
         predicted = [float(o) for o in outputs]
@@ -125,7 +125,8 @@ def dev_scores(task: TaskData, encoded: Encoded, outputs: list[torch.Tensor]) ->
         loss = F.mse_loss(torch.tensor(predicted), torch.tensor(gold)).item()
     elif task.kind == "tokens":
         outside = task.labels.index("O")
-        predicted = [word_predictions(encoded, i, o.argmax(-1).tolist(), outside) for i, o in enumerate(outputs)]
+        predicted = [word_predictions(encoded, i, o.argmax(-1).tolist(), outside)
+                     for i, o in enumerate(outputs)]
         gold = [list(e.label) for e in task.dev]
         logits = torch.cat(outputs)
         targets = torch.tensor([t for labels in encoded.labels for t in labels])
@@ -173,7 +174,8 @@ def train_seed(plan: SeedPlan, seed: int, seed_dir: Path, *, progress_bar: Any =
         record = {"step": state.step, "epoch": round(state.step / plan.steps_per_epoch, 3),
                   "train_loss": state.loss_sum / max(state.loss_count, 1), "dev_loss": dev_loss,
                   "lr": schedule.learning_rate(state.step - 1),
-                  "elapsed_s": round(time.perf_counter() - started, 3)} | {f"dev_{k}": v for k, v in scores.items()}
+                  "elapsed_s": round(time.perf_counter() - started, 3),
+                  **{f"dev_{k}": v for k, v in scores.items()}}
         with open(curve_path, "a") as curve:
             curve.write(json.dumps(record) + "\n")
         state.loss_sum, state.loss_count = 0.0, 0
@@ -236,7 +238,8 @@ def keep_curve(path: Path, step: int) -> None:
     if not path.is_file():
         path.touch()
         return
-    kept = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip() and json.loads(line)["step"] <= step]
+    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -246,7 +249,8 @@ def save_checkpoint(ft: Finetunable, optimizer: torch.optim.Optimizer, best: dic
     target, tmp, old = seed_dir / CHECKPOINT, seed_dir / f"{CHECKPOINT}.tmp", seed_dir / f"{CHECKPOINT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({n: p.detach().cpu().contiguous() for n, p in ft.trainable().items()}, tmp / "trained.safetensors")
+    trained = {n: p.detach().cpu().contiguous() for n, p in ft.trainable().items()}
+    save_file(trained, tmp / "trained.safetensors")
     save_file({n: t.contiguous() for n, t in best.items()}, tmp / "best.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     rng = {"cpu": torch.get_rng_state()}

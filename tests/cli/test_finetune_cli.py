@@ -64,7 +64,8 @@ def test_pair_task_with_lora_over_two_seeds(tiny_bert: Path, tmp_path: Path) -> 
     assert set(manifest.stats["seeds"]) == {"3", "4"}
     curve = [json.loads(line) for line in (out / "seed-3" / "metrics.jsonl").read_text().split("\n") if line]
     assert [r["step"] for r in curve] == [3, 6]  # every 3 steps, and the last step
-    prediction = json.loads((out / "seed-3" / "dev_predictions.jsonl").read_text(encoding="utf-8").split("\n")[0])
+    prediction = json.loads((out / "seed-3" / "dev_predictions.jsonl")
+                            .read_text(encoding="utf-8").split("\n")[0])
     assert prediction["text_pair"] and prediction["label"] in ("entailment", "not_entailment")
 
     again = finetune("rte", "--data-dir", str(data), "--model", str(tiny_bert), "--out", str(out),
@@ -154,6 +155,9 @@ def test_foreign_output_directory(tiny_bert: Path, tmp_path: Path) -> None:
     assert (tmp_path / "ft" / "notes.txt").read_text() == "mine"
 
 
+COLUMNS = ("--text-column", "review", "--label-column", "verdict")
+
+
 def write_reviews_csv(path: Path, rows: int = 80) -> Path:
     """A user's CSV: real review sentences under custom column names."""
     import csv
@@ -202,8 +206,8 @@ def test_user_csv_dev_label_outside_the_label_set(tiny_bert: Path, tmp_path: Pat
     data = write_reviews_csv(tmp_path / "reviews.csv")
     dev = tmp_path / "dev.csv"
     dev.write_text("review,verdict\nA fine film.,good\nNo opinion.,meh\n")
-    result = finetune(str(data), "--dev-file", str(dev), "--text-column", "review", "--label-column", "verdict",
-                      "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    result = finetune(str(data), "--dev-file", str(dev), *COLUMNS, "--model", str(tiny_bert),
+                      "--out", str(tmp_path / "ft"))
     assert_clean_failure(result, tmp_path / "ft", "dev.csv", "'meh'", "bad", "good")
 
 
@@ -211,8 +215,8 @@ def test_user_csv_empty_dev_split(tiny_bert: Path, tmp_path: Path) -> None:
     data = write_reviews_csv(tmp_path / "reviews.csv")
     dev = tmp_path / "dev.csv"
     dev.write_text("review,verdict\n")
-    result = finetune(str(data), "--dev-file", str(dev), "--text-column", "review", "--label-column", "verdict",
-                      "--model", str(tiny_bert), "--out", str(tmp_path / "ft"))
+    result = finetune(str(data), "--dev-file", str(dev), *COLUMNS, "--model", str(tiny_bert),
+                      "--out", str(tmp_path / "ft"))
     assert_clean_failure(result, tmp_path / "ft", "dev.csv", "no")
 
 
@@ -232,7 +236,7 @@ def test_export_merges_lora_into_a_plain_model(tiny_bert: Path, tmp_path: Path) 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "plain")
     predictions = [json.loads(line) for line in
-                   (out / f"seed-{seed}" / "dev_predictions.jsonl").read_text(encoding="utf-8").split("\n")[:16]]
+                   (out / f"seed-{seed}" / "dev_predictions.jsonl").read_text().split("\n")[:16]]
     batch = tokenizer([p["text"] for p in predictions], truncation=True, max_length=64, padding=True,
                       return_tensors="pt")
     with torch.no_grad():
