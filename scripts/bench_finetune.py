@@ -1,12 +1,15 @@
 """Time per step and peak memory of every fine-tuning method next to full fine-tuning, one run.
 
     python scripts/bench_finetune.py                                   # MiniLM, rotten_tomatoes, CPU
-    python scripts/bench_finetune.py --device cuda --batch-size 64 --json work/bench/finetune-gpu.json
+    python scripts/bench_finetune.py --device cuda --preset base --max-seq-length 128 \
+        --json work/bench/finetune-gpu.json             # a BERT-base-sized model, random weights
 
 Every method trains the same model (default: the shipped MiniLM-L6-H384) on the same batches of
 the same task (the first --steps length-grouped batches of rotten_tomatoes' train split, seed 0),
 through ptk's own path (`modeling.methods.prepare`, the loss and optimizer step of `ptk finetune`),
-each in a fresh process so that one method's memory cannot hide another's. Time per step is the
+each in a fresh process so that one method's memory cannot hide another's. `--preset NAME` trains a
+randomly initialised model of that ptk preset with --model's tokenizer instead (time and memory do
+not depend on the weights' values), and `--task` takes a CSV as `ptk finetune` does. Time per step is the
 mean over the steps after --warmup. Peak memory: on CUDA the peak of allocated tensor memory
 (`torch.cuda.max_memory_allocated`), on CPU the process's peak resident set size (ru_maxrss) and
 its rise over the resident size with the model loaded, which is what training added (activations,
@@ -18,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,8 @@ METHODS = ("full", "lora", "adalora", "ia3", "prompt", "prefix", "adapter", "bit
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="sample:minilm", help="BERT model directory or sample:minilm")
-    parser.add_argument("--task", default="rotten_tomatoes", help="a ptk task name")
+    parser.add_argument("--preset", help="a ptk model preset with random weights instead of --model's")
+    parser.add_argument("--task", default="rotten_tomatoes", help="a ptk task name or a CSV (text,label)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; full is always run")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per method")
     parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the timing")
@@ -42,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this method in this process
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)  # internal: where a --preset model goes
     return parser.parse_args(argv)
 
 
@@ -49,6 +56,24 @@ def resident_kib() -> int:
     """The current resident set size in KiB (Linux /proc; ru_maxrss is the same unit there)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def random_model(preset: str, tokenizer_dir: Path, out: Path) -> Path:
+    """A freshly initialised BERT of `preset` with `tokenizer_dir`'s tokenizer, saved in `out`."""
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    from pretrain_cli.modeling.presets import PRESETS, bert_config, padded_vocab_size
+
+    if (out / "config.json").is_file():  # built by the first method's process
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = bert_config(PRESETS[preset], vocab_size=padded_vocab_size(len(tokenizer)),
+                         pad_token_id=tokenizer.pad_token_id)
+    BertForPreTraining(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def measure(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -72,6 +97,8 @@ def measure(args: argparse.Namespace, method: str) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model_dir = resolve_input(args.model)
+    if args.preset:
+        model_dir = random_model(args.preset, model_dir, Path(args.scratch) / "model")
     task = load_task(TaskSource(task=args.task))
     tokenizer = load_tokenizer(model_dir, args.max_seq_length)
     train = encode(tokenizer, task.train, task.kind, args.max_seq_length)
@@ -120,14 +147,16 @@ def main() -> None:
         return
     methods = ["full", *(m for m in args.methods.split(",") if m and m != "full")]
     rows = []
+    scratch = tempfile.mkdtemp(prefix="bench-finetune-")
     for method in methods:
         # a fresh process per method: peak memory is a high-water mark that never comes down
-        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", method],
-                               capture_output=True, text=True)
+        command = [sys.executable, __file__, *sys.argv[1:], "--one", method, "--scratch", scratch]
+        child = subprocess.run(command, capture_output=True, text=True)
         if child.returncode != 0:
             sys.exit(f"bench_finetune: {method} failed:\n{child.stderr[-3000:]}")
         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(f"  {method}: {rows[-1]['ms_per_step']:.1f} ms/step", file=sys.stderr)
+    shutil.rmtree(scratch, ignore_errors=True)
 
     import torch
 
@@ -135,7 +164,8 @@ def main() -> None:
     memory = "peak MiB" if args.device == "cuda" else "training MiB (peak RSS)"
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {threads} threads"
-    print(f"\nbench_finetune: {args.model} on {args.task}, batch {args.batch_size}, max_seq_length "
+    model = f"random {args.preset} with {args.model}'s tokenizer" if args.preset else args.model
+    print(f"\nbench_finetune: {model} on {args.task}, batch {args.batch_size}, max_seq_length "
           f"{args.max_seq_length}, {args.steps} steps ({args.warmup} untimed), {where}; "
           f"torch {torch.__version__}")
     print(f"{'method':<9} {'trainable':>12} {'share':>8} {'ms/step':>9} {'× full':>7} {memory:>24} "
