@@ -272,8 +272,6 @@ def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int,
 
         trained = train_seed(plan, seed, seed_dir, progress_bar=report)
     ft = trained.pop("ft")
-    say(f"seed {seed}: {trained['trainable_params']:,} of {trained['total_params']:,} parameters trained "
-        f"({trained['trainable_share']:.2%})" + (" (resumed)" if resuming else ""))
     saved = seed_dir / ("model" if cfg.method == "full" else "adapter")
     shutil.rmtree(saved, ignore_errors=True)  # a kill between the save and result.json left a partial one
     save_finetuned(ft, tokenizer, saved, base_dir=None if cfg.random_init else cfg.model_dir)

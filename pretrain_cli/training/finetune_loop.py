@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from pretrain_cli.console import say
 from pretrain_cli.modeling.methods import Finetunable, MethodConfig, count_parameters, prepare
 from pretrain_cli.store import atomic_write_json
 from pretrain_cli.tasks import TaskData
@@ -153,11 +154,14 @@ def train_seed(plan: SeedPlan, seed: int, seed_dir: Path, *, progress_bar: Any =
     ft = prepare(model, dataclasses.replace(plan.method, total_steps=plan.max_steps), task.kind)
     ft.model.to(plan.device)
     trainable, total = count_parameters(ft.model)
+    say(f"seed {seed}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
     optimizer = build_optimizer(ft.model, name="adamw", learning_rate=plan.learning_rate,
                                 weight_decay=WEIGHT_DECAY)
     schedule = LrSchedule(peak=plan.learning_rate, kind="linear",
                           warmup=warmup_steps(WARMUP, plan.max_steps), max_steps=plan.max_steps)
     state = resume(ft, optimizer, seed_dir) or Progress()
+    if state.step:
+        say(f"seed {seed}: resuming at step {state.step:,} from {seed_dir / CHECKPOINT}")
     if state.epoch_rng is None:
         state.epoch_rng = random.Random(seed).getstate()
     curve_path = seed_dir / "metrics.jsonl"

@@ -58,7 +58,7 @@ def test_pair_task_with_lora_over_two_seeds(tiny_bert: Path, tmp_path: Path) -> 
     result = finetune("rte", "--data-dir", str(data), "--model", str(tiny_bert), "--out", str(out),
                       "--method", "lora", "--seeds", "3,4", "--eval-every", "3", *TRAIN)
     assert result.exit_code == 0, result.output
-    assert "parameters trained" in result.output and "± " in result.output
+    assert "parameters (" in result.output and "± " in result.output
     manifest = read_manifest(out, "finetune")
     assert manifest.extra["labels"] == ["entailment", "not_entailment"] and manifest.extra["seeds"] == [3, 4]
     assert set(manifest.stats["seeds"]) == {"3", "4"}
