@@ -19,8 +19,9 @@
     bitfit    every bias (`modeling.adapters`)
 
 Every method trains the task head (`classifier`); for peft's methods it is saved with the adapter
-(`modules_to_save`). The pooler stays frozen: it is pretrained (NSP in a ptk checkpoint, MiniLM ships
-its own), and training its hidden² weights would cost more than LoRA itself. All eight methods work
+(`modules_to_save`). The pooler's weights stay frozen (BitFit trains its bias, as every bias): they
+are pretrained (NSP in a ptk checkpoint, MiniLM ships its own), and training their hidden² weights
+would cost more than LoRA itself. All eight methods work
 for the three task kinds (classification, regression, tokens). Nothing here imports torch or peft at
 module level: the CLI imports this module at startup.
 """
@@ -132,12 +133,18 @@ class Finetunable:
 
     def extra_state(self) -> dict[str, Any]:
         """What an exact resume needs beyond parameters and optimizer: AdaLoRA's rank allocator (its
-        smoothed sensitivity and uncertainty per LoRA tensor), as JSON-able nested lists; {} otherwise."""
+        smoothed sensitivity and uncertainty per LoRA tensor, as nested lists) and the rank pattern
+        it has settled on; {} for every other method."""
         if self.method.name != "adalora":
             return {}
         allocator = self.model.base_model.rankallocator
-        return {field: {name: tensor.tolist() for name, tensor in getattr(allocator, field).items()}
-                for field in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
+        state: dict[str, Any] = {
+            field: {name: tensor.tolist() for name, tensor in getattr(allocator, field).items()}
+            for field in ("ipt", "exp_avg_ipt", "exp_avg_unc")}
+        pattern = self.model.peft_config["default"].rank_pattern
+        state["rank_pattern"] = ({name: [bool(v) for v in mask] for name, mask in pattern.items()}
+                                 if pattern else None)
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Put back what `extra_state` returned (on the parameters' devices)."""
@@ -146,7 +153,8 @@ class Finetunable:
         import torch
 
         allocator = self.model.base_model.rankallocator
-        params = dict(self.model.named_parameters())
+        self.model.peft_config["default"].rank_pattern = state.pop("rank_pattern")
+        params = dict(self.hf_model.named_parameters())  # the allocator's names are the inner model's
         for field, tensors in state.items():
             setattr(allocator, field, {name: torch.tensor(values, dtype=params[name].dtype,
                                                           device=params[name].device)

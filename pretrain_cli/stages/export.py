@@ -23,6 +23,7 @@ from pretrain_cli.errors import UserError
 from pretrain_cli.store import Manifest, StageOutput, read_manifest
 
 MERGED_METHODS = ("lora", "adalora", "ia3")  # what --merge folds in; full and bitfit need no merge
+ADDED_COMPUTATION = ("adapter", "prompt", "prefix")  # no plain BERT computes these
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -63,6 +64,10 @@ def run(cfg: ExportConfig) -> Manifest:
     method = manifest.extra.get("method")
     if "metric" not in manifest.extra:
         raise UserError(f"{cfg.run}: written by an older ptk finetune; rerun that fine-tune with --force")
+    if method in ADDED_COMPUTATION:
+        raise UserError(f"{cfg.run} holds {method} weights, which add computation a plain BERT does not "
+                        f"have, so it cannot be exported as a plain model; load it with ptk "
+                        f"(modeling.finetuned.load_finetuned) instead")
     if method in MERGED_METHODS and not cfg.merge:
         raise UserError(f"{cfg.run} holds {method} adapters; pass --merge to fold them into the base weights "
                         f"(the export is a plain model)")

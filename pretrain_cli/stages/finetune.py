@@ -30,7 +30,7 @@ import json
 import shutil
 import statistics
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import console, say
@@ -47,6 +47,9 @@ from pretrain_cli.store import (
     file_sha256,
 )
 from pretrain_cli.tasks import TaskData, TaskSource, hash_subset, load_task, task_problems
+
+if TYPE_CHECKING:
+    from pretrain_cli.training.finetune_loop import SeedPlan
 
 # The usual recipes' peak rates: a full fine-tune moves pretrained weights a little; a few new
 # weights learn from scratch and want a larger step (prompt tuning the largest).
@@ -141,6 +144,11 @@ class FinetuneConfig(StageConfig):
         except UserError as error:  # sample:NAME whose package is not installed
             problems.append(str(error))
         problems += self.method_config.problems()
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                problems.append("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
         try:
             seeds = self.seed_list
             if len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -190,8 +198,6 @@ def run(cfg: FinetuneConfig) -> Manifest:
     out = StageOutput(cfg, cfg.out, inputs=inputs, owned=("seed-*",))
     if (done := out.up_to_date()) is not None:
         return done
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
     threads = torch.get_num_threads()
     if cfg.workers:
         torch.set_num_threads(cfg.workers)
@@ -236,7 +242,7 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
 
     for seed in cfg.seed_list:
         for path in sorted((cfg.out / seed_dir_name(seed)).rglob("*")):
-            if path.is_file():
+            if path.is_file() and not path.relative_to(cfg.out).parts[1].startswith("checkpoint"):
                 out.record_file(str(path.relative_to(cfg.out)))
     stats = summarise(results)
     headline = stats["summary"][task.metric]
@@ -250,7 +256,7 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
     return out.finish(stats=stats, extra=extra)
 
 
-def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int,
+def finetune_seed(cfg: FinetuneConfig, plan: SeedPlan, tokenizer: Any, seed: int,
                   seed_dir: Path) -> dict[str, Any]:
     """Train (or resume) one seed, save its best model and dev predictions, then write result.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -268,7 +274,8 @@ def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int,
         def report(**fields: Any) -> None:
             progress.update(bar, **fields)
             if "status" in fields and not console.is_terminal:  # logs get a line per evaluation instead
-                say(f"seed {seed} step {progress.tasks[0].completed:,.0f}/{plan.max_steps:,}: {fields['status']}")
+                step = progress.tasks[0].completed
+                say(f"seed {seed} step {step:,.0f}/{plan.max_steps:,}: {fields['status']}")
 
         trained = train_seed(plan, seed, seed_dir, progress_bar=report)
     ft = trained.pop("ft")
@@ -281,8 +288,9 @@ def finetune_seed(cfg: FinetuneConfig, plan: Any, tokenizer: Any, seed: int,
               "init": "random" if cfg.random_init else "pretrained", "metric": plan.task.metric, **trained,
               "learning_rate": cfg.lr, "train_examples": len(plan.train.labels),
               "dev_examples": len(plan.dev.labels), "saved": saved.name}
-    shutil.rmtree(seed_dir / CHECKPOINT, ignore_errors=True)  # the saved model supersedes it
-    atomic_write_json(seed_dir / RESULT, result)  # last: from here on the seed counts as finished
+    atomic_write_json(seed_dir / RESULT, result)  # from here on the seed counts as finished
+    for leftover in seed_dir.glob(f"{CHECKPOINT}*"):  # the saved model supersedes the resume state
+        shutil.rmtree(leftover, ignore_errors=True)
     say(f"seed {seed}: dev {plan.task.metric} {result['dev'][plan.task.metric]:.4f} (best of step "
         f"{result['best_step']}/{result['steps']}), {result['train_time_s']:.1f} s")
     return result

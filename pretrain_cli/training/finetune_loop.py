@@ -97,7 +97,8 @@ def loss_of(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits.float(), labels)
 
 
-def predict(ft: Finetunable, encoded: Encoded, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+def predict(ft: Finetunable, encoded: Encoded, batch_size: int, device: torch.device,
+            pad_id: int) -> list[torch.Tensor]:
     """Each example's output in example order: (C,) logits, a () score, or (tokens, C) logits.
 
     Batches go by length, to pad little; the model's mode is restored afterwards.
@@ -107,8 +108,7 @@ def predict(ft: Finetunable, encoded: Encoded, batch_size: int, device: torch.de
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(encoded.labels)
     with torch.no_grad():
         for indices in eval_batches(encoded.lengths, batch_size):
-            batch = {k: v.to(device) for k, v in collate(encoded, indices, pad_id=0).items() if k != "labels"}
-            # pad_id 0 is harmless here: padded positions are masked out and cut off below
+            batch = {k: v.to(device) for k, v in collate(encoded, indices, pad_id).items() if k != "labels"}
             logits = ft.logits(batch).float().cpu()
             for row, i in enumerate(indices):
                 out = logits[row]
@@ -159,22 +159,22 @@ def train_seed(plan: SeedPlan, seed: int, seed_dir: Path, *, progress_bar: Any =
                                 weight_decay=WEIGHT_DECAY)
     schedule = LrSchedule(peak=plan.learning_rate, kind="linear",
                           warmup=warmup_steps(WARMUP, plan.max_steps), max_steps=plan.max_steps)
-    state = resume(ft, optimizer, seed_dir) or Progress()
+    state, best = resume(ft, optimizer, seed_dir) or (Progress(), {})
     if state.step:
-        say(f"seed {seed}: resuming at step {state.step:,} from {seed_dir / CHECKPOINT}")
+        say(f"seed {seed}: resuming at step {state.step:,} from its last checkpoint")
     if state.epoch_rng is None:
         state.epoch_rng = random.Random(seed).getstate()
     curve_path = seed_dir / "metrics.jsonl"
     keep_curve(curve_path, state.step)
     params = list(ft.trainable().values())
-    best = (load_file(seed_dir / CHECKPOINT / "best.safetensors") if state.best_step >= 0 else {})
     started = time.perf_counter() - state.elapsed_s
     ft.model.train()
 
     def evaluate() -> bool:
         """Score dev, log it, keep the best tensors, checkpoint; True when patience has run out."""
         nonlocal best
-        scores, dev_loss, _ = dev_scores(task, plan.dev, predict(ft, plan.dev, plan.batch_size, plan.device))
+        outputs = predict(ft, plan.dev, plan.batch_size, plan.device, plan.pad_id)
+        scores, dev_loss, _ = dev_scores(task, plan.dev, outputs)
         record = {"step": state.step, "epoch": round(state.step / plan.steps_per_epoch, 3),
                   "train_loss": state.loss_sum / max(state.loss_count, 1), "dev_loss": dev_loss,
                   "lr": schedule.learning_rate(state.step - 1),
@@ -227,7 +227,7 @@ def train_seed(plan: SeedPlan, seed: int, seed_dir: Path, *, progress_bar: Any =
     with torch.no_grad():  # the model on disk and in result.json is the best evaluation's
         for name, param in ft.trainable().items():
             param.copy_(best[name].to(param.device))
-    outputs = predict(ft, plan.dev, plan.batch_size, plan.device)
+    outputs = predict(ft, plan.dev, plan.batch_size, plan.device, plan.pad_id)
     scores, dev_loss, predicted = dev_scores(task, plan.dev, outputs)
     return {"ft": ft, "dev": scores, "dev_loss": dev_loss, "outputs": outputs,
             "predicted": predicted, "best_step": state.best_step, "steps": state.step,
@@ -243,6 +243,8 @@ def keep_curve(path: Path, step: int) -> None:
         path.touch()
         return
     lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    if lines and not _parses(lines[-1]):  # a kill in the middle of writing the last line
+        lines.pop()
     kept = [line for line in lines if json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
 
@@ -252,6 +254,8 @@ def save_checkpoint(ft: Finetunable, optimizer: torch.optim.Optimizer, best: dic
     """Write the checkpoint beside the old one, then swap: a kill at any moment leaves a whole one."""
     target, tmp, old = seed_dir / CHECKPOINT, seed_dir / f"{CHECKPOINT}.tmp", seed_dir / f"{CHECKPOINT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
+    if target.exists():  # a kill after the last swap's rename left .old behind: target is the newer
+        shutil.rmtree(old, ignore_errors=True)
     tmp.mkdir()
     trained = {n: p.detach().cpu().contiguous() for n, p in ft.trainable().items()}
     save_file(trained, tmp / "trained.safetensors")
@@ -268,8 +272,9 @@ def save_checkpoint(ft: Finetunable, optimizer: torch.optim.Optimizer, best: dic
     shutil.rmtree(old, ignore_errors=True)
 
 
-def resume(ft: Finetunable, optimizer: torch.optim.Optimizer, seed_dir: Path) -> Progress | None:
-    """Load seed_dir's checkpoint into the model and optimizer; None when there is none."""
+def resume(ft: Finetunable, optimizer: torch.optim.Optimizer,
+           seed_dir: Path) -> tuple[Progress, dict[str, torch.Tensor]] | None:
+    """Load seed_dir's checkpoint into the model and optimizer; its progress and best tensors, or None."""
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old: a kill came between the two renames
         directory = seed_dir / name
         if (directory / "state.json").is_file():
@@ -289,7 +294,15 @@ def resume(ft: Finetunable, optimizer: torch.optim.Optimizer, seed_dir: Path) ->
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["cuda"])
-    return state
+    return state, load_file(directory / "best.safetensors")
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _as_rng_state(value: Any) -> Any:
