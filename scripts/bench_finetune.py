@@ -100,7 +100,8 @@ def measure(args: argparse.Namespace, method: str) -> dict[str, Any]:
     if args.preset:
         model_dir = random_model(args.preset, model_dir, Path(args.scratch) / "model")
     task = load_task(TaskSource(task=args.task))
-    tokenizer = load_tokenizer(model_dir, args.max_seq_length)
+    tokenizer = load_tokenizer(model_dir, args.max_seq_length,
+                               virtual_tokens=MethodConfig(name=method).virtual_positions)
     train = encode(tokenizer, task.train, task.kind, args.max_seq_length)
     batches = train_batches(train.lengths, args.batch_size, random.Random(0))[:args.steps]
     model = build_model(model_dir, task.kind, task.labels, random_init=False, seed=0)

@@ -43,6 +43,18 @@ def build_corpus(out, n_docs: int, per_shard: int):
     return output.finish(stats={"documents": 0})
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from a second thread and lose a lot to it on a busy machine; a module
+    opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def make_corpus():
     """`make_corpus(out, n_docs, per_shard)`: see `build_corpus`."""

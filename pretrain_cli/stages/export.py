@@ -21,6 +21,7 @@ from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
 from pretrain_cli.store import Manifest, StageOutput, read_manifest
+from pretrain_cli.store.output import PROGRESS
 
 MERGED_METHODS = ("lora", "adalora", "ia3")  # what --merge folds in; full and bitfit need no merge
 ADDED_COMPUTATION = ("adapter", "prompt", "prefix")  # no plain BERT computes these
@@ -79,7 +80,7 @@ def run(cfg: ExportConfig) -> Manifest:
     result = manifest.stats["seeds"][str(seed)]
     export_merged(cfg.run / f"seed-{seed}" / result["saved"], cfg.out)
     for path in sorted(cfg.out.iterdir()):
-        if path.is_file() and path.name != "manifest.json":
+        if path.is_file() and path.name not in ("manifest.json", PROGRESS):
             out.record_file(path.name)
     metric = manifest.extra["metric"]
     say(f"export: seed {seed} of {cfg.run} ({manifest.extra['task']}, {method}, dev {metric} "

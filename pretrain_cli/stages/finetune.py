@@ -222,7 +222,8 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
     plan = SeedPlan(task=task, train=encode(tokenizer, train, task.kind, cfg.max_seq_length),
                     dev=encode(tokenizer, task.dev, task.kind, cfg.max_seq_length),
                     pad_id=tokenizer.pad_token_id,
-                    model_dir=cfg.model_dir, random_init=cfg.random_init, method=cfg.method_config,
+                    model_dir=cfg.model_dir, random_init=cfg.random_init,
+                    method=dataclasses.replace(cfg.method_config, total_steps=max_steps),
                     learning_rate=cfg.lr, batch_size=cfg.batch_size, max_steps=max_steps,
                     eval_every=cfg.eval_every, patience=cfg.patience, device=device)
     init = "random" if cfg.random_init else "pretrained"
@@ -250,7 +251,7 @@ def _finetune(cfg: FinetuneConfig, task: TaskData, tokenizer: Any, out: StageOut
         f"{headline['std']:.4f} over {len(results)} seed(s), "
         f"{next(iter(results.values()))['trainable_share']:.2%} of parameters trained; {cfg.out}")
     extra = {"task": task.name, "kind": task.kind, "labels": list(task.labels), "metric": task.metric,
-             "init": init, "method": cfg.method, "method_options": cfg.method_config.to_dict(),
+             "init": init, "method": cfg.method, "method_options": plan.method.to_dict(),
              "model": str(cfg.model_dir.resolve()), "learning_rate": cfg.lr, "seeds": cfg.seed_list,
              "train_examples": len(train), "dev_examples": len(task.dev)}
     return out.finish(stats=stats, extra=extra)

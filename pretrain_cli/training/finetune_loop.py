@@ -151,7 +151,7 @@ def train_seed(plan: SeedPlan, seed: int, seed_dir: Path, *, progress_bar: Any =
 
     task = plan.task
     model = build_model(plan.model_dir, task.kind, task.labels, random_init=plan.random_init, seed=seed)
-    ft = prepare(model, dataclasses.replace(plan.method, total_steps=plan.max_steps), task.kind)
+    ft = prepare(model, plan.method, task.kind)  # plan.method carries AdaLoRA's total_steps
     ft.model.to(plan.device)
     trainable, total = count_parameters(ft.model)
     say(f"seed {seed}: training {trainable:,} of {total:,} parameters ({trainable / total:.2%})")

@@ -202,22 +202,18 @@ def test_user_csv_with_a_single_label(tiny_bert: Path, tmp_path: Path) -> None:
     assert_clean_failure(result, tmp_path / "ft", "reviews.csv", "one label", "'good'")
 
 
-def test_user_csv_dev_label_outside_the_label_set(tiny_bert: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("dev_text", "needles"), [
+    ("review,verdict\nA fine film.,good\nNo opinion.,meh\n", ("dev.csv", "'meh'", "bad", "good")),
+    ("review,verdict\n", ("dev.csv", "no")),
+])
+def test_user_csv_bad_dev_file(tiny_bert: Path, tmp_path: Path, dev_text: str,
+                               needles: tuple[str, ...]) -> None:
     data = write_reviews_csv(tmp_path / "reviews.csv")
     dev = tmp_path / "dev.csv"
-    dev.write_text("review,verdict\nA fine film.,good\nNo opinion.,meh\n")
+    dev.write_text(dev_text)
     result = finetune(str(data), "--dev-file", str(dev), *COLUMNS, "--model", str(tiny_bert),
                       "--out", str(tmp_path / "ft"))
-    assert_clean_failure(result, tmp_path / "ft", "dev.csv", "'meh'", "bad", "good")
-
-
-def test_user_csv_empty_dev_split(tiny_bert: Path, tmp_path: Path) -> None:
-    data = write_reviews_csv(tmp_path / "reviews.csv")
-    dev = tmp_path / "dev.csv"
-    dev.write_text("review,verdict\n")
-    result = finetune(str(data), "--dev-file", str(dev), *COLUMNS, "--model", str(tiny_bert),
-                      "--out", str(tmp_path / "ft"))
-    assert_clean_failure(result, tmp_path / "ft", "dev.csv", "no")
+    assert_clean_failure(result, tmp_path / "ft", *needles)
 
 
 def test_export_merges_lora_into_a_plain_model(tiny_bert: Path, tmp_path: Path) -> None:

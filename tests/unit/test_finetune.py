@@ -5,7 +5,6 @@ stopping keeps the best checkpoint, and every task type gets its own metrics."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,7 @@ from pretrain_cli.stages.finetune import FinetuneConfig
 from pretrain_cli.store import read_manifest
 from pretrain_cli.training import finetune_loop
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread and lose a lot to it on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
