@@ -7,6 +7,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import re
+import typing
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,15 +17,20 @@ import pytest
 
 from pretrain_cli.errors import UserError
 from pretrain_cli.samples import sample_path
+from pretrain_cli.stages.corpus.build import Format
+from pretrain_cli.stages.corpus.inputs import InputOptions, Record, iter_records
 from pretrain_cli.stages.corpus.readers import (
+    FORMATS,
     RawDocument,
     detect_format,
     iter_json_documents,
     iter_jsonl_documents,
     iter_parquet_documents,
     iter_saved_dataset_documents,
+    iter_tagged_documents,
     iter_text_documents,
     iter_wikiextractor_documents,
+    untag,
 )
 
 # Two articles exactly as `wikiextractor -o OUT enwiki-…-shortened.bz2` (3.1.0) writes them.
@@ -158,6 +165,99 @@ def test_missing_empty_and_damaged_text_inputs(tmp_path: Path) -> None:
     packed.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(UserError, match=r"cut\.txt\.bz2: compressed data is truncated or corrupt"):
         list(iter_text_documents(packed))
+
+
+# Tagged text -------------------------------------------------------------------------------------
+
+PEOPLES_DAILY_TEXT = [
+    "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）",
+    "中共中央总书记、国家主席江泽民",
+    "（一九九七年十二月三十一日）",
+    "１２月３１日，中共中央总书记、国家主席江泽民发表１９９８年新年讲话"
+    "《迈向充满希望的新世纪》。（新华社记者兰红光摄）",
+]
+
+
+@pytest.fixture(scope="module")
+def peoples_daily() -> list[str]:
+    """The first four lines of sample:zh_news (People's Daily, January 1998), word/POS-tagged:
+    `迈向/v  充满/v  希望/n  的/u …`; PEOPLES_DAILY_TEXT is what they say."""
+    with sample_path("zh_news").open(encoding="utf-8") as lines:
+        return [next(lines).rstrip("\n") for _ in range(4)]
+
+
+def test_tagged_sample_reads_one_untagged_document_per_line() -> None:
+    path = sample_path("zh_news")
+    docs = list(iter_tagged_documents(path))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [d.text for d in docs[:4]] == PEOPLES_DAILY_TEXT
+    assert [d.doc_id for d in docs] == [f"199801.txt:{n}" for n in range(1, len(lines) + 1)]
+    assert {(d.title, d.source) for d in docs} == {("", str(path))}
+    # The sample writes Latin letters and digits full-width, so no word boundary gets a space, and
+    # the text is exactly the words: every tag gone, every character of every word kept.
+    for doc, line in zip(docs, lines, strict=True):
+        words = [token.rsplit("/", 1)[0] for token in line.split()]
+        assert doc.text == "".join(words)
+    assert not any(re.search(r"/[A-Za-z]", d.text) for d in docs)
+    assert "１／３" in "".join(d.text for d in docs)  # "１／３/m": the tag goes, the fraction stays
+
+
+@pytest.mark.parametrize(("line", "text"), [
+    ("1/2/m  的/u", "1/2的"),                                     # the tag follows the last slash
+    ("Windows/nx  98/m  操作/vn  系统/n", "Windows 98操作系统"),  # a space between Latin/digit words
+    ("据/p  CNN/nx  报道/v  ，/w  3/m  ./w  5/m", "据CNN报道，3.5"),
+    ("Ｉｎｔｅｒｎｅｔ/nx  ＷＷＷ/nx  网络/n", "ＩｎｔｅｒｎｅｔＷＷＷ网络"),  # full-width: unspaced
+    ("Москва/ns  2008/m", "Москва 2008"),
+    ("北京  欢迎/v  you/r", "北京欢迎you"),                       # a token without a tag stays whole
+    ("50/50  平分/v", "50/50平分"),                               # digits after the slash: no tag
+    ("//w  ", "/"),                                               # the slash as a word
+    ("\u3000", ""),
+])
+def test_untag(line: str, text: str) -> None:
+    assert untag(line) == text
+
+
+def test_tagged_files_split_by_line_or_by_blank_line_blocks(tmp_path: Path, peoples_daily: list[str]) -> None:
+    lines = peoples_daily
+    # No blank line between two lines of text: one document per line, leading and trailing blank
+    # lines skipped.
+    flat = tmp_path / "flat" / "199801.txt"
+    flat.parent.mkdir()
+    flat.write_text("\n" + "\r\n".join(lines) + "\n\n\n", encoding="utf-8")
+    assert [(d.doc_id, d.text) for d in iter_tagged_documents(flat)] == [
+        (f"199801.txt:{n}", text) for n, text in enumerate(PEOPLES_DAILY_TEXT, start=2)]
+    # Articles separated by blank lines: one document per block, its lines its paragraphs.
+    blocks = tmp_path / "blocks.txt.gz"
+    blocks.write_bytes(gzip.compress("\n".join([*lines[:2], "", "\u3000", *lines[2:]]).encode()))
+    assert [(d.doc_id, d.text) for d in iter_tagged_documents(blocks)] == [
+        ("blocks.txt.gz:1", "\n".join(PEOPLES_DAILY_TEXT[:2])),
+        ("blocks.txt.gz:5", "\n".join(PEOPLES_DAILY_TEXT[2:]))]
+    # A directory: every *.txt[.gz|.bz2] below it, in sorted order, ids relative to it.
+    blocks.rename(tmp_path / "flat" / "a.txt.gz")
+    assert [d.doc_id for d in iter_tagged_documents(tmp_path)] == [
+        "flat/199801.txt:2", "flat/199801.txt:3", "flat/199801.txt:4", "flat/199801.txt:5",
+        "flat/a.txt.gz:1", "flat/a.txt.gz:5"]
+
+
+def test_undecodable_tagged_text_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "gbk.txt"
+    path.write_bytes("希望/n\n".encode() + "充满/v".encode("gbk") + b"\n")
+    with pytest.raises(UserError, match=r"gbk\.txt, line 2: not valid UTF-8 at byte 9 .*encoding-errors"):
+        list(iter_tagged_documents(path))
+    assert [d.text for d in iter_tagged_documents(path, encoding_errors="replace")] == [
+        "希望", "\ufffd\ufffd\ufffd\ufffd"]
+    with pytest.raises(UserError, match="unknown --encoding-errors 'lenient'"):
+        list(iter_tagged_documents(path, encoding_errors="lenient"))
+
+
+def test_tagged_format_is_chosen_only_by_name() -> None:
+    path = sample_path("zh_news")
+    assert detect_format(path) == "text"  # a tagged file looks like any other .txt file
+    assert detect_format(path, "tagged") == "tagged"
+    first = next(iter_records([Path("sample:zh_news")], InputOptions(format="tagged")))
+    assert first == Record("199801.txt:1", "", "tagged", "lines", PEOPLES_DAILY_TEXT[0])
+    # The corpus config's --format choices are the readers' formats.
+    assert typing.get_args(Format) == ("auto", *FORMATS)
 
 
 # JSON lines and JSON -----------------------------------------------------------------------------
@@ -495,7 +595,7 @@ def test_sample_formats() -> None:
 
 
 def test_undetectable_formats(tmp_path: Path) -> None:
-    formats = "--format mediawiki|wikiextractor|text|jsonl|json|parquet|dataset"
+    formats = "--format mediawiki|wikiextractor|text|tagged|jsonl|json|parquet|dataset"
     (tmp_path / "README").write_text("Just some prose.", encoding="utf-8")
     with pytest.raises(UserError, match=rf"README: cannot tell the input format .*; pass {formats}$"):
         detect_format(tmp_path / "README")

@@ -3,6 +3,7 @@
     ptk corpus build sample:enwiki sample:wiki_summaries --out work/docs
     ptk corpus build enwiki-*.xml.bz2 --workers 8 --languages en --out work/docs
     ptk corpus build dump.xml.bz2 --shard-index 3 --num-shards 16 --out work/docs-3   # machine 3 of 16
+    ptk corpus build sample:zh_news --format tagged --languages zh --out work/zh/docs  # 迈向/v … → 迈向…
 
 The parent process streams the inputs (a dump is never held in memory) in batches to `--workers`
 processes, which clean, identify the language, filter and sentence-split each document and hash it
@@ -34,7 +35,8 @@ from pretrain_cli.store import Manifest, StageOutput, shard_name
 if TYPE_CHECKING:
     from pretrain_cli.stages.corpus.dedup import Deduplicator
 
-Format = Literal["auto", "mediawiki", "wikiextractor", "text", "jsonl", "json", "parquet", "dataset"]
+Format = Literal["auto", "mediawiki", "wikiextractor", "text", "tagged", "jsonl", "json", "parquet",
+                 "dataset"]
 BATCH_CHARS = 1 << 20  # records sent to a worker at a time: large enough to amortise the hand-off
 # A shard also closes at this much text, so a shard of long documents (books, big articles) cannot
 # grow memory beyond a fixed bound; both limits depend on the input alone, never on timing.
@@ -54,7 +56,8 @@ class CorpusConfig(StageConfig):
                                 "`sample:wiki_summaries` name the shipped samples.", argument=True)
     out: Path = option(help="Output directory for the document shards and manifest.json.", hashed=False)
     format: Format = option("auto", "Input format; auto decides per input from its name and first bytes "
-                            "(see docs/corpus.md).")
+                            "(see docs/corpus.md). `tagged` reads word/POS-tagged text such as "
+                            "sample:zh_news, one document per line, and is never chosen by auto.")
     text_field: str = option("text", "Field holding the text in JSONL, Parquet and saved `datasets` records "
                              "(in .json dicts: the value itself, or its 'extract' field).")
     id_field: str = option("", "Field holding a record's id (default: file and line or row).")

@@ -75,6 +75,8 @@ def _records(path: Path, options: InputOptions) -> Iterator[Record | str]:
     if kind == "text":
         raws = readers.iter_text_documents(path, encoding_errors=options.encoding_errors,
                                            split=options.text_split)
+    elif kind == "tagged":
+        raws = readers.iter_tagged_documents(path, encoding_errors=options.encoding_errors)
     elif kind == "wikiextractor":
         raws = readers.iter_wikiextractor_documents(path, encoding_errors=options.encoding_errors)
     elif kind == "jsonl":

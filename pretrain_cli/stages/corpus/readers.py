@@ -5,6 +5,7 @@
     >>> for doc in iter_text_documents(Path("books/")):          # every *.txt[.gz|.bz2] below books/
     ...     print(doc.doc_id, len(doc.text))
     >>> docs = iter_text_documents(Path("bert.txt"), split="blank-line")  # BERT's pretraining input
+    >>> docs = iter_tagged_documents(Path("199801.txt"))          # 迈向/v  充满/v … → 迈向充满…
     >>> docs = iter_jsonl_documents(Path("c4.jsonl.gz"), text_field="text", id_field="url")
     >>> docs = iter_json_documents(Path("summaries_en-us.json"))  # {title: {"extract": …}} or {title: text}
     >>> docs = iter_wikiextractor_documents(Path("extracted/"))   # <doc> blocks or --json lines
@@ -30,6 +31,7 @@ import html
 import itertools
 import json
 import re
+import unicodedata
 import zlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ import pyarrow.parquet as pq
 
 from pretrain_cli.errors import UserError
 
-FORMATS = ("mediawiki", "wikiextractor", "text", "jsonl", "json", "parquet", "dataset")
+FORMATS = ("mediawiki", "wikiextractor", "text", "tagged", "jsonl", "json", "parquet", "dataset")
 
 _TEXT_FILES = ("*.txt", "*.txt.gz", "*.txt.bz2")
 _JSONL_FILES = ("*.jsonl", "*.jsonl.gz", "*.jsonl.bz2")
@@ -61,6 +63,9 @@ _DOC_OPEN = re.compile(r"<doc\s+(.*)>\s*$")
 # quote inside a title (older WikiExtractor versions copy titles verbatim) does not cut it short.
 _ATTRIBUTE = re.compile(r'(\w+)="(.*?)"(?=\s+\w+="|\s*$)')
 _CORRUPT = (EOFError, OSError, zlib.error)
+# A tagged token: the word, a slash, and a tag of letters ("希望/n", "1/2/m"); the greedy word
+# makes the last slash the one that starts the tag.
+_TAGGED_TOKEN = re.compile(r"(.+)/[A-Za-z]+")
 # Rows per Arrow batch: about a thousand documents in memory at a time, and per-batch overhead
 # that is negligible next to the text itself.
 _BATCH_ROWS = 1024
@@ -124,11 +129,55 @@ def iter_text_documents(path: Path, encoding_errors: str = "strict",
     for file in _input_files(path, *_TEXT_FILES):
         name = _name(file, path)
         if split == "blank-line":
-            yield from _blank_line_documents(file, name, encoding_errors)
+            yield from _blank_line_documents(file, name, _decoded_lines(file, encoding_errors))
             continue
         text = _decode(_read_all(file), file, encoding_errors)
         title = re.sub(r"\.txt(\.gz|\.bz2)?$", "", file.name)
         yield RawDocument(doc_id=name, title=title, text=_normalise_newlines(text), source=str(file))
+
+
+def iter_tagged_documents(path: Path, encoding_errors: str = "strict") -> Iterator[RawDocument]:
+    """Documents of word/POS-tagged text (`path` itself, or every `*.txt[.gz|.bz2]` below it), untagged.
+
+    Segmented and tagged corpora such as People's Daily 1998 (`迈向/v  充满/v  希望/n  的/u`) write
+    one paragraph per line; `untag` turns each line back into the text a reader would see. Such a
+    file marks no article boundaries: a line is the largest span known to belong together, so each
+    line is one document. Read whole, the file would be one document of millions of characters:
+    over --max-words, and a single article to deduplication and to sentence pairing. A file that
+    does separate its articles by blank lines gets one document per block of lines, each line a
+    paragraph, as `iter_text_documents(split="blank-line")` reads them; a first pass over the file,
+    which stops at the first blank line between two lines of text, tells the two shapes apart. Ids
+    are "FILE:LINE" of a document's first line, titles empty. Never chosen by --format auto: a
+    tagged file looks like any other .txt file.
+    """
+    _check_errors(encoding_errors)
+    for file in _input_files(path, *_TEXT_FILES):
+        name = _name(file, path)
+        blocks = _has_blank_separator(file)
+        lines = ((number, untag(line)) for number, line in _decoded_lines(file, encoding_errors))
+        if blocks:
+            yield from _blank_line_documents(file, name, lines)
+            continue
+        for number, line in lines:
+            if line:
+                yield RawDocument(doc_id=f"{name}:{number}", title="", text=line, source=str(file))
+
+
+def untag(line: str) -> str:
+    """A line of `word/TAG` tokens as plain text: tags dropped, words joined the way the script writes.
+
+    The tag is what follows a token's last slash when it is letters only ("1/2/m" is "1/2"); a
+    token without one is kept whole. Words meet without a space, except two words of a spaced
+    script (Latin, Cyrillic, digits …): "Windows/nx 98/m 操作/vn 系统/n" is "Windows 98操作系统".
+    """
+    words = [match.group(1) if (match := _TAGGED_TOKEN.fullmatch(token)) else token
+             for token in line.split()]
+    parts = words[:1]
+    for before, word in itertools.pairwise(words):
+        if _spaced(before[-1]) and _spaced(word[0]):
+            parts.append(" ")
+        parts.append(word)
+    return "".join(parts)
 
 
 def iter_jsonl_documents(path: Path, text_field: str = "text", id_field: str | None = None,
@@ -281,19 +330,45 @@ def _head(file: Path) -> bytes:
     return head.removeprefix(codecs.BOM_UTF8).lstrip()
 
 
-def _blank_line_documents(file: Path, name: str, encoding_errors: str) -> Iterator[RawDocument]:
-    lines: list[str] = []
-    first = 0
+def _decoded_lines(file: Path, encoding_errors: str) -> Iterator[tuple[int, str]]:
+    """(line number from 1, the line decoded and stripped)."""
     for number, offset, raw in _numbered_lines(file):
-        line = _decode(raw, file, encoding_errors, offset, number).strip()
+        yield number, _decode(raw, file, encoding_errors, offset, number).strip()
+
+
+def _blank_line_documents(file: Path, name: str, lines: Iterable[tuple[int, str]]) -> Iterator[RawDocument]:
+    """A document per run of non-blank `lines` (numbered, stripped), id "NAME:FIRST_LINE"."""
+    block: list[str] = []
+    first = 0
+    for number, line in lines:
         if line:
-            first = first if lines else number
-            lines.append(line)
-        elif lines:
-            yield RawDocument(doc_id=f"{name}:{first}", title="", text="\n".join(lines), source=str(file))
-            lines = []
-    if lines:
-        yield RawDocument(doc_id=f"{name}:{first}", title="", text="\n".join(lines), source=str(file))
+            first = first if block else number
+            block.append(line)
+        elif block:
+            yield RawDocument(doc_id=f"{name}:{first}", title="", text="\n".join(block), source=str(file))
+            block = []
+    if block:
+        yield RawDocument(doc_id=f"{name}:{first}", title="", text="\n".join(block), source=str(file))
+
+
+def _has_blank_separator(file: Path) -> bool:
+    """Whether a blank line stands between two non-blank lines of the file."""
+    seen_text = blank_after_text = False
+    for _, _, raw in _numbered_lines(file):
+        # Decoding errors are the main pass's to report, with their line; here a blank line is all
+        # that matters, and U+3000 (the ideographic space) is blank too.
+        if raw.decode("utf-8", errors="replace").strip():
+            if blank_after_text:
+                return True
+            seen_text = True
+        elif seen_text:
+            blank_after_text = True
+    return False
+
+
+def _spaced(character: str) -> bool:
+    """A letter or digit of a script written with spaces between words: not CJK, not fullwidth."""
+    return character.isalnum() and unicodedata.east_asian_width(character) not in ("W", "F")
 
 
 def _wikiextractor_docs(file: Path, lines: Iterable[tuple[int, str]]) -> Iterator[RawDocument]:
