@@ -28,12 +28,15 @@ def main(argv: list[str]) -> int:
     # Offline by default, as the CLI is; this must precede the first transformers import.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pretrain_cli.stages.pretrain import PretrainConfig, run
-    from pretrain_cli.training.distributed import ERROR_FILE_ENV, destroy_process_group, worker_error
+    from pretrain_cli.training.distributed import ERROR_FILE_ENV, barrier, destroy_process_group, worker_error
 
     config_json = argv[0]
     try:
         values = json.loads(Path(config_json).read_text())
         run(PretrainConfig.from_dict(values, where=config_json))
+        # gloo aborts a process (SIGABRT) whose peer tears the group down while its own last
+        # collectives are still in flight: finished ranks leave together
+        barrier()
     except UserError as exc:
         if os.environ.get(ERROR_FILE_ENV):
             worker_error(str(exc))
