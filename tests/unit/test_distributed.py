@@ -311,8 +311,9 @@ def test_a_signal_stops_every_process(tmp_path: Path, probe: str, how: str) -> N
     # reaches the driver, torchrun and the workers, and not pytest
     launch_tmp = tmp_path / "launch-tmp"
     launch_tmp.mkdir()
+    stderr = open(tmp_path / "stderr.txt", "w")  # shown if the driver does not end by the signal
     parent = subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], start_new_session=True,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(launch_tmp)})
+                              stderr=stderr, env={**os.environ, "TMPDIR": str(launch_tmp)})
     try:
         while len(list(out.glob("pid*"))) < 2 and parent.poll() is None:
             time.sleep(0.1)
@@ -326,6 +327,8 @@ def test_a_signal_stops_every_process(tmp_path: Path, probe: str, how: str) -> N
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
-    assert returncode == -(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
+    stderr.close()
+    assert returncode == -(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM), \
+        (tmp_path / "stderr.txt").read_text()[-3000:]
     assert not any(alive(pid) for pid in workers)
     assert not list(launch_tmp.glob("ptk-launch-*"))  # ours are gone (torchrun keeps its own logs)
