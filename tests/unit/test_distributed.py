@@ -293,8 +293,12 @@ def alive(pid: int) -> bool:
 
 
 DRIVER = """
+import signal
 import sys
 from pathlib import Path
+# as in a terminal: a shell starts background jobs (CI runners, `cmd &`) with SIGINT ignored, and
+# Python then never turns a Ctrl-C into KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pretrain_cli.training.distributed import Launch, launch
 out = Path(sys.argv[1])
 launch(Launch(nproc_per_node=2), {"out": str(out), "mode": "sleep"}, module="ptk_probe")
