@@ -31,7 +31,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-METHODS = ("full", "lora", "adalora", "ia3", "prompt", "prefix", "adapter", "bitfit")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="sample:minilm", help="BERT model directory or sample:minilm")
     parser.add_argument("--preset", help="a ptk model preset with random weights instead of --model's")
     parser.add_argument("--task", default="rotten_tomatoes", help="a ptk task name or a CSV (text,label)")
+    from pretrain_cli.modeling.methods import METHODS
+
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; full is always run")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per method")
     parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the timing")

@@ -41,7 +41,8 @@ METHOD_RECORD = "ptk_method.json"
 BASE_RECORD = "base_model.json"
 RANDOM_BASE = "base_model"
 TRAINED = "trained.safetensors"  # adapter/bitfit: the tensors that trained
-MERGEABLE = ("full", "bitfit", "lora", "adalora", "ia3")
+MERGED = ("lora", "adalora", "ia3")  # folded into the weights they adapt
+MERGEABLE = ("full", "bitfit", *MERGED)  # what export_merged writes as a plain model
 
 
 def model_files(model_dir: Path, *, weights: bool) -> list[Path]:

@@ -23,9 +23,6 @@ from pretrain_cli.errors import UserError
 from pretrain_cli.store import Manifest, StageOutput, read_manifest
 from pretrain_cli.store.output import PROGRESS
 
-MERGED_METHODS = ("lora", "adalora", "ia3")  # what --merge folds in; full and bitfit need no merge
-ADDED_COMPUTATION = ("adapter", "prompt", "prefix")  # no plain BERT computes these
-
 
 @dataclasses.dataclass(kw_only=True)
 class ExportConfig(StageConfig):
@@ -59,17 +56,17 @@ def chosen_seed(manifest: Manifest, seed: int | None, run: Path) -> int:
 
 def run(cfg: ExportConfig) -> Manifest:
     cfg.validate()
-    from pretrain_cli.modeling.finetuned import export_merged
+    from pretrain_cli.modeling.finetuned import MERGEABLE, MERGED, export_merged
 
     manifest = read_manifest(cfg.run, "finetune")
     method = manifest.extra.get("method")
     if "metric" not in manifest.extra:
         raise UserError(f"{cfg.run}: written by an older ptk finetune; rerun that fine-tune with --force")
-    if method in ADDED_COMPUTATION:
+    if method not in MERGEABLE:  # adapters, prompt and prefix add computation no plain BERT has
         raise UserError(f"{cfg.run} holds {method} weights, which add computation a plain BERT does not "
                         f"have, so it cannot be exported as a plain model; load it with ptk "
                         f"(modeling.finetuned.load_finetuned) instead")
-    if method in MERGED_METHODS and not cfg.merge:
+    if method in MERGED and not cfg.merge:
         raise UserError(f"{cfg.run} holds {method} adapters; pass --merge to fold them into the base weights "
                         f"(the export is a plain model)")
     seed = chosen_seed(manifest, cfg.seed, cfg.run)
@@ -86,6 +83,6 @@ def run(cfg: ExportConfig) -> Manifest:
     say(f"export: seed {seed} of {cfg.run} ({manifest.extra['task']}, {method}, dev {metric} "
         f"{result['dev'][metric]:.4f}) as a plain model in {cfg.out}")
     return out.finish(stats={"seed": seed, "dev": result["dev"]},
-                      extra={"method": method, "merged": method in MERGED_METHODS,
+                      extra={"method": method, "merged": method in MERGED,
                              "task": manifest.extra["task"], "labels": manifest.extra.get("labels", []),
                              "source": str(cfg.run)})

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -299,8 +298,7 @@ def finetune_seed(cfg: FinetuneConfig, plan: SeedPlan, tokenizer: Any, seed: int
 
 def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Per-seed results and every dev metric's mean ± sample standard deviation (0 for one seed)."""
-    def spread(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    from pretrain_cli.stages.evaluate import spread
 
     first = next(iter(results.values()))
     summary = {name: spread([r["dev"][name] for r in results.values()]) for name in first["dev"]}
