@@ -71,9 +71,18 @@ class PretrainConfig(StageConfig):
     dropout: float = option(0.1, "Hidden and attention dropout (BERT 0.1; cramming trains with 0).")
     init: Path | None = option(None, "Continue pretraining this HF BERT directory (or sample:minilm) instead "
                                "of a fresh model; the examples must use its vocabulary.")
-    objective: Literal["auto", "mlm", "mlm+nsp", "mlm+sop"] = option(
-        "auto", "auto (the examples' own), mlm, mlm+nsp or mlm+sop; mlm on pair "
-                            "examples trains without their NSP/SOP labels.")
+    objective: Literal["auto", "mlm", "mlm+nsp", "mlm+sop", "simcse", "mlm+simcse"] = option(
+        "auto", "auto (the examples' own), mlm, mlm+nsp or mlm+sop; mlm on pair examples trains without "
+                "their NSP/SOP labels; simcse (contrastive sentence embeddings: each example's first "
+                "segment, or --pairs) or mlm+simcse (their weighted sum).")
+    temperature: float = option(0.05, "SimCSE: the softmax temperature over cosine similarities.")
+    pooling: Literal["cls", "mean"] = option(
+        "mean", "SimCSE: the sentence vector, the [CLS] token's or the mean over tokens (recorded with "
+                "the model; evaluate and export use it).")
+    simcse_weight: float = option(1.0, "mlm+simcse: the contrastive loss's weight beside the MLM loss.")
+    pairs: Path | None = option(None, "SimCSE: supervised pairs instead of dropout views, a CSV/TSV/JSONL/"
+                                "Parquet file with anchor, positive and optionally negative columns.",
+                                hashed=False)
     max_steps: int = option(1000, "Optimizer steps to train (with --budget: a cap).")
     budget: str = option("", "Train for this much training time, e.g. 8h, 90m, 1h30m; the learning rate "
                          "follows elapsed time instead of steps (cramming). Not bitwise reproducible.")
@@ -168,6 +177,18 @@ class PretrainConfig(StageConfig):
             found.append("--dropout must be in [0, 1)")
         if self.learning_rate <= 0:
             found.append("--learning-rate must be above 0")
+        contrastive = self.objective in ("simcse", "mlm+simcse")
+        if self.temperature <= 0:
+            found.append("--temperature must be above 0")
+        if self.simcse_weight <= 0:
+            found.append("--simcse-weight must be above 0")
+        if self.pairs is not None and not contrastive:
+            found.append(f"--pairs is for --objective simcse or mlm+simcse, not {self.objective}; add "
+                         f"--objective simcse or drop --pairs")
+        elif self.pairs is not None and not self.pairs.is_file():
+            found.append(f"--pairs {self.pairs}: no such file")
+        if contrastive and self.strategy == "fsdp":
+            found.append("--objective with simcse runs under --strategy ddp; FSDP is not supported for it")
         try:
             if budget_seconds(self.budget) and self.warmup_steps >= 1:
                 found.append("--warmup-steps must be a fraction below 1 with --budget (warmup is a share "
@@ -247,11 +268,12 @@ def examples_facts(manifest: Manifest) -> ExampleFacts:
 
 
 def training_objective(choice: str, facts: ExampleFacts, examples_dir: Path) -> str:
-    """The objective to train: the examples' own, or plain MLM on pair examples."""
+    """The objective to train: the examples' own, plain MLM on pair examples, or a SimCSE one (which
+    reads any examples: its sentences are their first segments)."""
     if choice in ("auto", facts.objective):
         return facts.objective
-    if choice == "mlm":
-        return "mlm"
+    if choice in ("mlm", "simcse", "mlm+simcse"):
+        return choice
     raise UserError(f"--objective {choice}: {examples_dir} holds {facts.objective} examples; rebuild them "
                     f"with `ptk mask --objective {choice.removeprefix('mlm+')}`, or pass --objective auto")
 
@@ -349,7 +371,12 @@ def run(cfg: PretrainConfig) -> Manifest:
     if not worker:
         _check_processes(cfg)
     # step-* directories are this stage's too: --force must clear them with the rest
-    out = StageOutput(cfg, cfg.out, inputs={"examples": examples},
+    inputs = {"examples": examples}
+    if cfg.pairs is not None:  # their content, not their path, is part of what the run is
+        from pretrain_cli.stages.finetune import files_input
+
+        inputs["pairs"] = files_input("pairs", [cfg.pairs])
+    out = StageOutput(cfg, cfg.out, inputs=inputs,
                       owned=(FINAL, "tb", "metrics.jsonl", "step-*", "corrupt-step-*"))
     if worker or cfg.world_size == 1:
         from pretrain_cli.training.session import train_session

@@ -11,6 +11,8 @@ step-00000100/ (and final/, which has no optimizer.pt):
   config.json, model.safetensors   `model.save_pretrained`; loads with AutoModelForPreTraining
   vocab.txt, tokenizer*.json ...   the examples' tokenizer, so AutoTokenizer loads from here too
   ptk_config.json                  the resolved PretrainConfig that made it
+  projection.safetensors           SimCSE runs: the training-only projection head (not part of the model)
+  sentence_embedding.json          SimCSE runs: the pooling and length that sentence vectors are made with
   trainer_state.json               step, tokens and samples seen, data cursor, learning rate, the
                                    python/numpy/torch(/cuda) RNG states of every process as JSON
                                    (torch's as base64), and the sha256 of the two weight files
@@ -41,6 +43,7 @@ import torch
 
 from pretrain_cli.console import quiet_transformers, say
 from pretrain_cli.errors import UserError
+from pretrain_cli.modeling.sentence import HEAD_FILE, HEAD_PREFIX, SENTENCE_CONFIG
 from pretrain_cli.store import atomic_write_json
 
 STEP_DIR = re.compile(r"step-\d{8}")
@@ -124,22 +127,32 @@ def _sha256(path: Path) -> str:
 def save_checkpoint(out_dir: Path, name: str, *, model: torch.nn.Module, weights: dict[str, torch.Tensor],
                     tokenizer_dir: Path, config: dict[str, Any], state: TrainerState,
                     data_cursor: dict[str, int], rng: list[dict[str, Any]],
-                    training: dict[str, Any] | None = None) -> Path:
+                    training: dict[str, Any] | None = None, sentence: dict[str, Any] | None = None) -> Path:
     """Write `out_dir/name` atomically (on one process); without `training` it is a model-only final/.
 
-    weights: the full state dict of `model` (under FSDP the live model holds only shards).
+    weights: the full state dict of `model` (under FSDP the live model holds only shards), plus the
+        projection head's `projection.*` weights in a SimCSE run.
     rng: `capture_rng()` of every process, in rank order.
+    sentence: SimCSE runs: {"pooling", "max_seq_length"} for sentence_embedding.json.
     """
+    from safetensors.torch import save_file
+
     path = out_dir / name
     tmp = out_dir / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with quiet_transformers():
-        model.save_pretrained(tmp, state_dict=dict(weights))  # it drops tied keys from the dict it gets
+        encoder = {k: v for k, v in weights.items() if not k.startswith(HEAD_PREFIX)}
+        model.save_pretrained(tmp, state_dict=encoder)  # it drops tied keys from the dict it gets
     for file in tokenizer_dir.iterdir():
         if file.is_file():
             shutil.copyfile(file, tmp / file.name)
     atomic_write_json(tmp / "ptk_config.json", config)
     files = [MODEL_FILE]
+    if head := {k: v.contiguous() for k, v in weights.items() if k.startswith(HEAD_PREFIX)}:
+        save_file(head, tmp / HEAD_FILE)
+        files.append(HEAD_FILE)
+    if sentence is not None:
+        atomic_write_json(tmp / SENTENCE_CONFIG, sentence)
     if training is not None:
         torch.save(training, tmp / OPTIMIZER_FILE)
         files.append(OPTIMIZER_FILE)
@@ -200,7 +213,7 @@ def checkpoint_damage(path: Path) -> str | None:
         _, extra = read_state(path)
     except UserError:
         return f"{STATE_FILE} is unreadable"
-    for file in (MODEL_FILE, OPTIMIZER_FILE):
+    for file in (MODEL_FILE, OPTIMIZER_FILE, *([HEAD_FILE] if HEAD_FILE in extra["sha256"] else [])):
         expected = extra["sha256"].get(file)
         if expected is None or not (path / file).is_file() or _sha256(path / file) != expected:
             return f"{file} is missing or does not match its checksum"
@@ -213,8 +226,11 @@ def load_checkpoint(path: Path) -> Loaded:
 
     state, extra = read_state(path)
     training = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    weights = load_file(path / MODEL_FILE)
+    if (path / HEAD_FILE).is_file():
+        weights |= load_file(path / HEAD_FILE)
     return Loaded(path=path, state=state, data_cursor=extra["data_cursor"], rng=extra["rng"],
-                  weights=load_file(path / MODEL_FILE), training=training)
+                  weights=weights, training=training)
 
 
 def newest_good_checkpoint(out_dir: Path) -> Path | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,9 @@ import torch
 from pretrain_cli.errors import UserError
 from pretrain_cli.stages.mask.masking import MaskRule, mask_sequences
 from pretrain_cli.store import Manifest, iter_shards, list_parts
+
+if TYPE_CHECKING:
+    from pretrain_cli.training.pairs import ContrastPairs
 
 COLUMNS = ("input_ids", "segment_b_start", "masked_positions", "masked_labels", "next_sentence_label")
 DYNAMIC_STREAM = 0x6D61736B  # "mask": keeps the masking generators apart from the order's
@@ -48,7 +52,10 @@ class Batch:
     mlm_cols: torch.Tensor  # (M,) int64
     mlm_labels: torch.Tensor  # (M,) int64: the original token at each masked position
     nsp_labels: torch.Tensor  # (B,) int64: NSP 1 = B is random, SOP 1 = swapped; (0,) without a pair task
-    tokens: int  # real (unpadded) tokens
+    tokens: int  # real (unpadded) tokens the encoder reads in this batch, every pass counted
+    contrast_ids: torch.Tensor  # (R, L') int64 unmasked sentences, view-major; (0, 0) without SimCSE
+    contrast_mask: torch.Tensor  # (R, L') int64 attention mask of contrast_ids
+    anchors: int = 0  # contrastive anchors (sentences whose positive is to be found) in this batch
 
     @property
     def size(self) -> int:
@@ -59,8 +66,8 @@ class Batch:
         return self.mlm_labels.shape[0]
 
     def _map(self, fn: object) -> Batch:
-        return Batch(**{f.name: fn(getattr(self, f.name)) if f.name != "tokens" else self.tokens  # type: ignore[operator]
-                        for f in dataclasses.fields(self)})
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return Batch(**{name: fn(v) if torch.is_tensor(v) else v for name, v in values.items()})  # type: ignore[operator]
 
     def to(self, device: torch.device) -> Batch:
         return self._map(lambda t: t.to(device, non_blocking=True))
@@ -195,11 +202,13 @@ class PairExamples:
         return masked / max(1, self.total_tokens())
 
     def collate(self, indices: np.ndarray, pad_id: int, epochs: np.ndarray | None = None,
-                pad_multiple: int = 1) -> Batch:
+                pad_multiple: int = 1, segments: bool = False) -> Batch:
         """The examples at `indices`, padded to the longest of them (a loop over rows, not tokens).
 
         epochs: the epoch each index is read in (dynamic masking draws its masks from it; 0 if None).
         pad_multiple: round the padded length up to this (8 on GPUs keeps matmuls tensor-core shaped).
+        segments: also give each example's first segment, `[CLS] A [SEP]` with the masked tokens put
+            back, as contrast rows (unsupervised SimCSE's sentences).
         """
         piece_of = np.searchsorted(self.starts, indices, side="right") - 1
         local = indices - self.starts[piece_of]
@@ -210,6 +219,7 @@ class PairExamples:
         token_type_ids = np.zeros((len(spans), width), dtype=np.int64)
         attention_mask = np.zeros((len(spans), width), dtype=np.int64)
         rows, cols, labels, nsp = [], [], [], np.empty(len(spans), dtype=np.int64)
+        firsts = []
         epochs = np.zeros(len(spans), np.int64) if epochs is None else epochs
         for row, ((piece, i), length) in enumerate(zip(spans, lengths, strict=True)):
             lo, hi = piece.ids_offsets[i], piece.ids_offsets[i + 1]
@@ -228,12 +238,30 @@ class PairExamples:
             labels.append(targets)
             rows.append(np.full(len(positions), row, dtype=np.int64))
             nsp[row] = piece.nsp[i]
+            if segments:
+                original = np.array(ids, dtype=np.int64)
+                original[positions] = targets
+                firsts.append(original[:piece.segment_b[i]])
+        contrast_ids, contrast_mask = padded(firsts, pad_id, pad_multiple)
         return Batch(input_ids=torch.from_numpy(input_ids), token_type_ids=torch.from_numpy(token_type_ids),
                      attention_mask=torch.from_numpy(attention_mask),
                      mlm_rows=torch.from_numpy(np.concatenate(rows)),
                      mlm_cols=torch.from_numpy(np.concatenate(cols).astype(np.int64)),
                      mlm_labels=torch.from_numpy(np.concatenate(labels).astype(np.int64)),
-                     nsp_labels=torch.from_numpy(nsp if self.pair_task else nsp[:0]), tokens=sum(lengths))
+                     nsp_labels=torch.from_numpy(nsp if self.pair_task else nsp[:0]), tokens=sum(lengths),
+                     contrast_ids=torch.from_numpy(contrast_ids),
+                     contrast_mask=torch.from_numpy(contrast_mask), anchors=len(firsts))
+
+
+def padded(sequences: list[np.ndarray], pad_id: int, pad_multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, attention mask) of `sequences` padded to the longest; (0, 0) arrays for none."""
+    width = -(-max((len(s) for s in sequences), default=0) // pad_multiple) * pad_multiple
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = sequence
+        mask[row, :len(sequence)] = 1
+    return ids, mask
 
 
 class SampleOrder:
@@ -272,6 +300,15 @@ class SampleOrder:
         return np.concatenate(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class ContrastSource:
+    """Where a step's contrastive sentences come from (a SimCSE objective)."""
+
+    mlm: bool  # the masked examples train too (mlm+simcse), so their tokens count as read
+    pairs: ContrastPairs | None = None  # supervised pairs; None: each example's first segment, twice
+    pair_order: SampleOrder | None = None  # the pairs' own endless order, read at the examples' positions
+
+
 class MicroBatches(torch.utils.data.Dataset):
     """The micro-batches one rank trains on, from stream position `start` on, `accum` per step.
 
@@ -281,29 +318,34 @@ class MicroBatches(torch.utils.data.Dataset):
     stays small. Slice c = j·world + rank is micro-batch j of `rank`; one process with accum·world
     micro-batches reads exactly the slices that `world` processes read together, so the process
     count changes neither which examples a step trains on nor how they are grouped. Within a slice
-    rows stay in stream order.
+    rows stay in stream order. Supervised contrastive pairs are dealt the same way, in slices of
+    their own order at the same positions.
     """
 
     def __init__(self, examples: PairExamples, order: SampleOrder, *, start: int, micro_batch_size: int,
                  accum: int, steps: int, pad_id: int, world_size: int = 1, rank: int = 0,
-                 pad_multiple: int = 1) -> None:
+                 pad_multiple: int = 1, contrast: ContrastSource | None = None) -> None:
         self.examples, self.order = examples, order
         self.start, self.micro, self.accum, self.steps = start, micro_batch_size, accum, steps
         self.world_size, self.rank, self.pad_id, self.pad_multiple = world_size, rank, pad_id, pad_multiple
+        self.contrast = contrast
         self._cached: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return self.steps * self.accum
 
+    @property
+    def per_step(self) -> int:
+        return self.micro * self.accum * self.world_size
+
     def _step(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(example indices, their epochs, positions sorted by length) of one step; the accum
         micro-batches of a step come one after another, so the last step is kept for the next."""
         if self._cached is None or self._cached[0] != step:
-            per_step = self.micro * self.accum * self.world_size
-            position = self.start + step * per_step
-            indices = self.order.take(position, per_step)
+            position = self.start + step * self.per_step
+            indices = self.order.take(position, self.per_step)
             by_length = np.argsort(self.examples.lengths_of(indices), kind="stable")
-            self._cached = (step, (indices, self.order.epochs(position, per_step), by_length))
+            self._cached = (step, (indices, self.order.epochs(position, self.per_step), by_length))
         return self._cached[1]
 
     def __getitem__(self, k: int) -> Batch:
@@ -311,8 +353,22 @@ class MicroBatches(torch.utils.data.Dataset):
         indices, epochs, by_length = self._step(step)
         slice_index = j * self.world_size + self.rank
         chosen = np.sort(by_length[slice_index * self.micro:(slice_index + 1) * self.micro])
-        return self.examples.collate(indices[chosen], self.pad_id, epochs[chosen],
-                                     pad_multiple=self.pad_multiple)
+        contrast = self.contrast
+        segments = contrast is not None and contrast.pairs is None
+        batch = self.examples.collate(indices[chosen], self.pad_id, epochs[chosen],
+                                      pad_multiple=self.pad_multiple, segments=segments)
+        if contrast is None:
+            return batch
+        read = batch.tokens if contrast.mlm else 0
+        if contrast.pairs is None:  # each first segment is encoded twice
+            return dataclasses.replace(batch, tokens=read + 2 * int(batch.contrast_mask.sum()))
+        assert contrast.pair_order is not None
+        position = self.start + step * self.per_step + slice_index * self.micro
+        ids, mask = contrast.pairs.collate(contrast.pair_order.take(position, self.micro), self.pad_id,
+                                           self.pad_multiple)
+        return dataclasses.replace(batch, contrast_ids=torch.from_numpy(ids),
+                                   contrast_mask=torch.from_numpy(mask), anchors=self.micro,
+                                   tokens=read + int(mask.sum()))
 
 
 def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:

@@ -300,6 +300,12 @@ def gather_objects(value: T) -> list[T]:
     return gathered
 
 
+def side_group() -> Any:
+    """A second group over every process (None when alone), for collectives that run inside
+    autograd (SimCSE's gathered negatives), so they never interleave with DDP's own all-reduces."""
+    return dist.new_group() if _active() else None
+
+
 def barrier() -> None:
     if _active():
         dist.barrier()

@@ -4,9 +4,10 @@
                           state=TrainerState(), settings=settings, monitor=monitor, save=save_step)
 
 Losses are normalised by the counts of the whole optimizer step on every process (masked tokens
-for MLM, pairs for NSP/SOP), all-reduced before the first forward, and each process's loss is
-scaled by the world size to undo DDP's gradient averaging. So `--grad-accum 4` or 4 processes
-compute the gradient of one 4× larger batch, not a mean of micro-means. The same all-reduce
+for MLM, pairs for NSP/SOP, anchors for SimCSE), all-reduced before the first forward, and each
+process's loss is scaled by the world size to undo DDP's gradient averaging. So `--grad-accum 4`
+or 4 processes compute the gradient of one 4× larger batch, not a mean of micro-means (SimCSE's
+negatives, though, are the micro-batches of every process, not the accumulated ones). The same all-reduce
 carries process 0's training clock, so the learning rate in budget mode, time-based saves and
 the budget's end are decided identically everywhere.
 """
@@ -45,6 +46,7 @@ class LoopSettings:
     schedule: LrSchedule
     device: torch.device
     autocast_dtype: torch.dtype | None  # None: plain fp32
+    simcse_weight: float = 1.0  # the contrastive loss's weight in the sum that is minimised
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class Window:
     loss: float = 0.0
     mlm: float = 0.0
     nsp: float = 0.0
+    simcse: float = 0.0
     grad_norm: float = 0.0
     tokens: int = 0
     positions: int = 0
@@ -75,18 +78,20 @@ class Window:
         seconds = max(time.perf_counter() - self.started, 1e-9)
         return {"step": state.step, "tokens": state.tokens, "loss": self.loss / self.steps,
                 "mlm_loss": self.mlm / self.steps, "nsp_loss": self.nsp / self.steps,
+                "simcse_loss": self.simcse / self.steps,
                 "lr": state.learning_rate, "grad_norm": self.grad_norm / self.steps,
                 "padding": 1 - self.tokens / max(1, self.positions), "tokens_per_s": self.tokens / seconds,
                 "elapsed_s": round(state.elapsed_s, 3)}
 
 
 def _step_counts(micro: list[Batch], dist: Dist, elapsed_s: float) -> list[float]:
-    """[masked, pairs, tokens, padded positions] of the whole step, and process 0's clock.
+    """[masked, pairs, anchors, tokens, padded positions] of the whole step, and process 0's clock.
 
     Reduced on the CPU (gloo beside NCCL), so reading them never waits for the GPU.
     """
     counts = torch.tensor([sum(b.masked for b in micro), sum(b.nsp_labels.numel() for b in micro),
-                           sum(b.tokens for b in micro), sum(b.input_ids.numel() for b in micro),
+                           sum(b.anchors for b in micro), sum(b.tokens for b in micro),
+                           sum(b.input_ids.numel() for b in micro),
                            elapsed_s if dist.is_main else 0.0], dtype=torch.float64)
     return all_reduce_sum(counts).tolist()
 
@@ -114,23 +119,25 @@ def train(engine: Engine, batches: Iterator[Batch], *, state: TrainerState, sett
     resumed_at, elapsed_before, saved_at = time.perf_counter(), state.elapsed_s, state.elapsed_s
     while state.step < settings.max_steps:
         micro = [next(batches).to(device) for _ in range(settings.grad_accum)]
-        masked, pairs, tokens, positions, elapsed = _step_counts(micro, dist, state.elapsed_s)
+        masked, pairs, anchors, tokens, positions, elapsed = _step_counts(micro, dist, state.elapsed_s)
         if settings.budget_s and elapsed >= settings.budget_s:
             break
         lr = settings.schedule.learning_rate(state.step, elapsed)
         set_learning_rate(optimizer, lr)
-        sums = torch.zeros(2, device=device)
+        sums = torch.zeros(3, device=device)
         for i, batch in enumerate(micro):
             with sync_gradients(engine.wrapped, i == len(micro) - 1), autocast:
-                mlm, nsp = engine.wrapped(*batch_inputs(batch))
-            loss = (mlm / max(1.0, masked) + nsp / max(1.0, pairs)) * dist.world_size
+                mlm, nsp, simcse = engine.wrapped(*batch_inputs(batch))
+            loss = (mlm / max(1.0, masked) + nsp / max(1.0, pairs)
+                    + settings.simcse_weight * simcse / max(1.0, anchors)) * dist.world_size
             scaler.scale(loss).backward()
-            sums += torch.stack([mlm.detach(), nsp.detach()]).float()
-        mlm_loss, nsp_loss = (all_reduce_sum(sums) / torch.tensor([max(1.0, masked), max(1.0, pairs)],
-                                                                   device=device)).tolist()
-        loss, step = mlm_loss + nsp_loss, state.step + 1
+            sums += torch.stack([mlm.detach(), nsp.detach(), simcse.detach()]).float()
+        counts = torch.tensor([max(1.0, masked), max(1.0, pairs), max(1.0, anchors)], device=device)
+        mlm_loss, nsp_loss, simcse_loss = (all_reduce_sum(sums) / counts).tolist()
+        loss, step = mlm_loss + nsp_loss + settings.simcse_weight * simcse_loss, state.step + 1
         if not math.isfinite(loss):
-            _diverged(step, f"the loss is {loss} (mlm {mlm_loss}, nsp {nsp_loss})", last_checkpoint)
+            _diverged(step, f"the loss is {loss} (mlm {mlm_loss}, nsp {nsp_loss}, simcse {simcse_loss})",
+                      last_checkpoint)
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm or math.inf))
         if not math.isfinite(grad_norm) and not scaler.is_enabled():  # fp16's scaler skips such steps
@@ -145,6 +152,7 @@ def train(engine: Engine, batches: Iterator[Batch], *, state: TrainerState, sett
         window.steps, window.tokens, window.positions = window.steps + 1, window.tokens + int(tokens), \
             window.positions + int(positions)
         window.loss, window.mlm, window.nsp = window.loss + loss, window.mlm + mlm_loss, window.nsp + nsp_loss
+        window.simcse += simcse_loss
         window.grad_norm += grad_norm
         monitor.step(step, loss=loss, lr=lr, elapsed_s=state.elapsed_s)
         if step % settings.log_every == 0 or step == settings.max_steps:

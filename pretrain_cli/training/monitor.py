@@ -7,7 +7,7 @@
     monitor.close()
 
 metrics.jsonl has one JSON object per logged step: the loop's record (step, tokens, loss, mlm_loss,
-nsp_loss, lr, tokens_per_s, elapsed_s, grad_norm, padding) plus "mfu", the model FLOPs
+nsp_loss, simcse_loss, lr, tokens_per_s, elapsed_s, grad_norm, padding) plus "mfu", the model FLOPs
 utilisation (null where the device's peak is unknown); the evaluate stage plots loss curves from
 it. TensorBoard scalars go to tb/ (`tensorboard --logdir CKPT_DIR/tb`). A resumed run first drops
 what the killed run logged after the checkpoint it resumes from, so both files read as one
@@ -26,7 +26,14 @@ from pretrain_cli.console import console, say
 from pretrain_cli.store import atomic_write_bytes
 
 METRICS = "metrics.jsonl"
-SCALARS = ("loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s", "grad_norm", "padding", "mfu")
+SCALARS = ("loss", "mlm_loss", "nsp_loss", "simcse_loss", "lr", "tokens_per_s", "grad_norm", "padding", "mfu")
+
+
+def loss_parts(record: dict[str, Any]) -> str:
+    """'mlm 2.1000, nsp 0.3000': the parts of a record's loss that were trained (mlm at least)."""
+    parts = [(name, record.get(f"{name}_loss")) for name in ("mlm", "nsp", "simcse")]
+    shown = [(name, value) for name, value in parts if value]
+    return ", ".join(f"{name} {value:.4f}" for name, value in shown or parts[:1])
 
 
 def truncate_metrics(path: Path, after_step: int) -> None:
@@ -186,8 +193,7 @@ class Monitor:
                 self.writer.add_scalar(f"train/{name}", record[name], step)
         if not self.interactive:  # logs of batch jobs get a line instead of a bar
             say(f"{self._position(step, elapsed_s)}: "
-                + self._status(step, elapsed_s, f"{record['loss']:.4f} (mlm {record['mlm_loss']:.4f}, "
-                                                f"nsp {record['nsp_loss']:.4f})", record["lr"]))
+                + self._status(step, elapsed_s, f"{record['loss']:.4f} ({loss_parts(record)})", record["lr"]))
 
     def close(self) -> None:
         if not self.enabled:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from pretrain_cli.modeling.sentence import HEAD_PREFIX
 from pretrain_cli.training.distributed import Dist
 
 
@@ -115,7 +116,9 @@ def _with_tied(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dic
 def load_full_state(module: torch.nn.Module, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     weights: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
     """Put `full_state`'s output back, on every rank; strict about missing or unexpected weights."""
-    weights = _with_tied(module, {f"model.{k}": v for k, v in weights.items()})
+    # the HF model's weights sit under `model.`; a SimCSE projection head beside it
+    weights = _with_tied(module, {k if k.startswith(HEAD_PREFIX) else f"model.{k}": v
+                                  for k, v in weights.items()})
     if _is_fsdp(wrapped):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,

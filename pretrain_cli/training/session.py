@@ -20,7 +20,7 @@ import torch
 
 from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
-from pretrain_cli.modeling.pretraining import PretrainingLoss, batch_inputs, build_model
+from pretrain_cli.modeling.pretraining import Contrastive, PretrainingLoss, batch_inputs, build_model
 from pretrain_cli.stages.pretrain import (
     FINAL,
     ExampleFacts,
@@ -46,11 +46,12 @@ from pretrain_cli.training.checkpoint import (
     step_checkpoints,
     step_dir_name,
 )
-from pretrain_cli.training.data import MicroBatches, PairExamples, SampleOrder, loader
+from pretrain_cli.training.data import ContrastSource, MicroBatches, PairExamples, SampleOrder, loader
 from pretrain_cli.training.distributed import Dist
 from pretrain_cli.training.flops import attention_length, peak_flops, training_flops_per_token
 from pretrain_cli.training.loop import Engine, LoopSettings, train
-from pretrain_cli.training.monitor import Monitor, format_count, format_flops, print_summary
+from pretrain_cli.training.monitor import Monitor, format_count, format_flops, loss_parts, print_summary
+from pretrain_cli.training.pairs import ContrastPairs
 from pretrain_cli.training.parallel import full_state, load_full_state, sync_gradients, wrap
 from pretrain_cli.training.schedule import LrSchedule, build_optimizer, warmup_steps
 
@@ -144,8 +145,7 @@ def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, 
     try:
         with torch.random.fork_rng(devices=[device]), sync_gradients(engine.wrapped, True), \
                 torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            mlm, nsp = engine.wrapped(*batch_inputs(batch))
-            (mlm + nsp).backward()
+            sum(engine.wrapped(*batch_inputs(batch))).backward()
     except torch.OutOfMemoryError:
         raise _oom(cfg, device, batch.input_ids.shape[1]) from None
     finally:
@@ -153,17 +153,19 @@ def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, 
         torch.cuda.empty_cache()
 
 
-def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, pair_task: bool, dist: Dist,
-                  device: torch.device, autocast_dtype: torch.dtype | None) -> tuple[Engine, list[str]]:
+def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, objective: str,
+                  contrastive: Contrastive | None, dist: Dist, device: torch.device,
+                  autocast_dtype: torch.dtype | None) -> tuple[Engine, list[str]]:
     """The model (the same initial weights on every process), wrapped for the processes, with its
     optimizer and loss scaler; and what --init left freshly initialised."""
     model, fresh = build_model(cfg.shape, vocab_size=facts.vocab_size,
                                pad_token_id=int(facts.special_ids["pad"]), init=init, seed=cfg.seed,
                                dropout=cfg.dropout)
-    model.to(device)
+    # built before the per-process reseed below, so a projection head starts the same everywhere
+    loss_model = PretrainingLoss(model, pair_task=objective in ("mlm+nsp", "mlm+sop"),
+                                 mlm=objective != "simcse", contrastive=contrastive).to(device)
     if dist.rank:  # the same weights everywhere, but each process its own dropout stream
         torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
-    loss_model = PretrainingLoss(model, pair_task=pair_task)
     wrapped = wrap(loss_model, strategy=cfg.strategy, dist=dist, device=device)
     if cfg.compile:
         wrapped = torch.compile(wrapped)
@@ -178,7 +180,8 @@ def _last_record(out_dir: Path) -> dict[str, Any]:
     was spent at the checkpoint); without one, a record of unknown losses."""
     path = out_dir / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
-    return json.loads(lines[-1]) if lines else {"loss": None, "mlm_loss": None, "nsp_loss": None}
+    return json.loads(lines[-1]) if lines else {"loss": None, "mlm_loss": None, "nsp_loss": None,
+                                                "simcse_loss": None}
 
 
 def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, objective: str,
@@ -201,9 +204,17 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
         remove_partial(out_dir)
 
     train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size, seed=cfg.seed)
-    pair_task = objective != "mlm"
+    pair_task = objective in ("mlm+nsp", "mlm+sop")
     pad_id = int(facts.special_ids["pad"])
-    engine, fresh = _build_engine(cfg, facts, init, pair_task, dist, device, autocast_dtype)
+    pairs = contrastive = contrast = None
+    if "simcse" in objective:
+        if cfg.pairs is not None:
+            pairs = ContrastPairs.from_file(cfg.pairs, facts.tokenizer_dir, facts.max_seq_length)
+        contrastive = Contrastive(temperature=cfg.temperature, pooling=cfg.pooling,
+                                  views=pairs.view_count if pairs else 1, group=distributed.side_group())
+        contrast = ContrastSource(mlm=objective == "mlm+simcse", pairs=pairs,
+                                  pair_order=SampleOrder(len(pairs), cfg.seed) if pairs else None)
+    engine, fresh = _build_engine(cfg, facts, init, objective, contrastive, dist, device, autocast_dtype)
     loss_model, model = engine.loss_model, engine.loss_model.model
     budget_s = budget_seconds(cfg.budget)
     warmup = warmup_steps(cfg.warmup_steps, cfg.max_steps) if not budget_s else 0
@@ -215,8 +226,11 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
     def cursor_of(state: TrainerState) -> dict[str, Any]:
         """Where the data stands, and which data and order it is a position in."""
         epoch, index = order.cursor(state.samples)
-        return {"epoch": epoch, "index": index, "num_examples": len(train_set),
-                "examples": examples.fingerprint, "seed": cfg.seed}
+        cursor = {"epoch": epoch, "index": index, "num_examples": len(train_set),
+                  "examples": examples.fingerprint, "seed": cfg.seed}
+        if pairs is not None:  # the pairs are read at the same stream positions, in their own order
+            cursor["pairs"] = len(pairs)
+        return cursor
 
     state, start = TrainerState(), _on_main(dist, lambda: _resume_point(cfg, out_dir))
     if start is not None:
@@ -247,11 +261,15 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
              "max_position_embeddings": mconf.max_position_embeddings}
     mean_tokens = train_set.total_tokens() / len(train_set)
     masked_fraction = train_set.masked_fraction()
+    # tokens read for SimCSE pass no MLM head: with mlm+simcse about half the tokens read are the
+    # masked examples (their first segments, read twice, are the other half), an estimate for MFU
+    mlm_share = {"simcse": 0.0, "mlm+simcse": 0.5}.get(objective, 1.0)
     flops_per_token = training_flops_per_token(
         layers=mconf.num_hidden_layers, hidden=mconf.hidden_size, intermediate=mconf.intermediate_size,
         vocab_rows=mconf.vocab_size, seq_len=attention_length(train_set.lengths()),
-        masked_fraction=masked_fraction,
+        masked_fraction=masked_fraction * mlm_share,
         pair_task=pair_task)
+    sentence = ({"pooling": cfg.pooling, "max_seq_length": facts.max_seq_length} if contrastive else None)
     peak = peak_flops(device, precision, cfg.peak_tflops)
     resolved = {**cfg.to_dict(), "resolved": {
         "device": device.type, "precision": precision, "warmup_steps": warmup, "objective": objective,
@@ -264,7 +282,13 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                   f"{shape['intermediate']}), {format_count(num_parameters)} parameters "
                   f"({format_count(num_parameters - embedding)} non-embedding)"
                   + (f", from {init}; fresh: {', '.join(fresh) or 'nothing'}" if init else "")),
-        ("objective", f"{objective}, dropout {cfg.dropout:g}"),
+        ("objective", f"{objective}, dropout {cfg.dropout:g}" + (
+            f"; {cfg.pooling} pooling, temperature {cfg.temperature:g}"
+            + (f", weight {cfg.simcse_weight:g}" if objective == "mlm+simcse" else "")
+            + (f", {len(pairs):,} {'+'.join(['anchor', 'positive', 'negative'][:pairs.view_count])} pairs"
+               if pairs else ", dropout views of first segments")
+            + f", {cfg.micro_batch_size * dist.world_size} sentences per contrastive batch"
+            if contrastive else "")),
         ("FLOPs per token", f"{format_flops(flops_per_token)} (training: 6N + attention + sparse MLM head)"),
         ("data", f"{len(train_set):,} train examples of {mean_tokens:.0f} tokens on average (up to "
                  f"{facts.max_seq_length}), {masked_fraction:.1%} masked"
@@ -294,7 +318,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
             training = {"optimizer": optim, "scaler": engine.scaler.state_dict()} if with_training else None
             save_checkpoint(out_dir, name, model=model, weights=weights, tokenizer_dir=facts.tokenizer_dir,
                             config=resolved, state=state, data_cursor=cursor_of(state), rng=rng,
-                            training=training)
+                            training=training, sentence=sentence)
             if with_training:
                 prune(out_dir, cfg.keep_last)
         distributed.barrier()
@@ -304,12 +328,12 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
     batches = MicroBatches(train_set, order, start=state.samples, micro_batch_size=cfg.micro_batch_size,
                            accum=accum, steps=cfg.max_steps - state.step, pad_id=pad_id,
                            world_size=dist.world_size, rank=dist.rank,
-                           pad_multiple=8 if device.type == "cuda" else 1)
+                           pad_multiple=8 if device.type == "cuda" else 1, contrast=contrast)
     settings = LoopSettings(max_steps=cfg.max_steps, grad_accum=accum, samples_per_step=global_batch,
                             max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every,
                             save_every=cfg.save_every,
                             save_every_s=cfg.save_every_minutes * 60, budget_s=budget_s, schedule=schedule,
-                            device=device, autocast_dtype=autocast_dtype)
+                            device=device, autocast_dtype=autocast_dtype, simcse_weight=cfg.simcse_weight)
     monitor = Monitor(out_dir, start_step=state.step, max_steps=cfg.max_steps, budget_s=budget_s,
                       flops_per_token=flops_per_token,
                       peak_flops=peak * dist.world_size if peak else None, enabled=dist.is_main)
@@ -334,6 +358,7 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
             "steps": state.step, "tokens": state.tokens, "samples": state.samples,
             "epochs": round(state.samples / len(train_set), 3),
             "loss": record["loss"], "mlm_loss": record["mlm_loss"], "nsp_loss": record["nsp_loss"],
+            "simcse_loss": record.get("simcse_loss"),
             "tokens_per_s": round(tokens_per_s, 1),
             "mfu": round(mfu, 4) if (mfu := monitor.mfu(tokens_per_s)) is not None else None,
             "train_s": round(state.elapsed_s, 3), "wall_s": round(time.perf_counter() - wall_started, 3),
@@ -343,9 +368,10 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                  "tokenizer_sha256": facts.tokenizer_sha256, "special_ids": facts.special_ids,
                  "max_seq_length": facts.max_seq_length, "model": shape, "num_parameters": num_parameters,
                  "freshly_initialised": fresh, "global_batch": global_batch, "objective": objective,
-                 "flops_per_token": flops_per_token, "precision": precision, "final": FINAL}
-        losses = (f"loss {record['loss']:.4f} (mlm {record['mlm_loss']:.4f}, nsp {record['nsp_loss']:.4f})"
-                  if record["loss"] is not None else "no step left to train")
+                 "flops_per_token": flops_per_token, "precision": precision, "final": FINAL,
+                 "sentence_embedding": sentence}
+        losses = (f"loss {record['loss']:.4f} ({loss_parts(record)})" if record["loss"] is not None
+                  else "no step left to train")
         say(f"pretrain: {state.step} steps, {state.tokens:,} tokens, {losses}, "
             f"{stats['tokens_per_s']:,.0f} tokens/s; model in {out_dir / FINAL}")
         manifest = out.finish(stats=stats, extra=extra)

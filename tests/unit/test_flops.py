@@ -36,9 +36,10 @@ def test_flops_per_token_equals_what_torch_counts_for_one_training_step() -> Non
     rows, cols = torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 5, 3, 2, 9])
     labels = torch.randint(0, vocab, (5,), generator=generator)
     with FlopCounterMode(display=False) as counter:
-        mlm, nsp = loss_model(input_ids, token_type_ids, torch.ones_like(input_ids), rows, cols, labels,
-                              torch.tensor([0, 1, 0]))
-        (mlm + nsp).backward()
+        no_sentences = torch.zeros((0, 0), dtype=torch.long)
+        losses = loss_model(input_ids, token_type_ids, torch.ones_like(input_ids), rows, cols, labels,
+                            torch.tensor([0, 1, 0]), no_sentences, no_sentences)
+        sum(losses).backward()
     per_token = training_flops_per_token(layers=layers, hidden=hidden, intermediate=4 * hidden,
                                          vocab_rows=model.config.vocab_size, seq_len=seq,
                                          masked_fraction=5 / (batch * seq))

@@ -53,8 +53,9 @@ def test_masked_only_loss_equals_the_full_vocabulary_loss(train_set: PairExample
         reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                           token_type_ids=batch.token_type_ids, labels=labels,
                           next_sentence_label=batch.nsp_labels).loss
-        mlm, nsp = PretrainingLoss(model, pair_task=True)(*batch_inputs(batch))
+        mlm, nsp, simcse = PretrainingLoss(model, pair_task=True)(*batch_inputs(batch))
     assert model.config.vocab_size == padded_vocab_size(vocab) and model.config.vocab_size % 8 == 0
+    assert simcse == 0  # no contrastive objective
     assert (mlm / batch.masked + nsp / batch.size).item() == pytest.approx(reference.item(), rel=1e-5)
 
 

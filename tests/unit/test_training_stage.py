@@ -46,8 +46,8 @@ def test_layout_manifest_and_metrics(examples: Path, trained: Path) -> None:
     assert [s.file for s in manifest.shards] == ["final/model.safetensors"]
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6, 8]
-    assert set(records[0]) == {"step", "tokens", "loss", "mlm_loss", "nsp_loss", "lr", "tokens_per_s",
-                               "elapsed_s", "grad_norm", "padding", "mfu"}
+    assert set(records[0]) == {"step", "tokens", "loss", "mlm_loss", "nsp_loss", "simcse_loss", "lr",
+                               "tokens_per_s", "elapsed_s", "grad_norm", "padding", "mfu"}
     assert records[0]["mfu"] is None  # no peak FLOP/s is known for a CPU, so none is guessed
     assert all(0 <= r["padding"] < 1 and r["grad_norm"] > 0 for r in records)
     assert records[-1]["tokens"] == manifest.stats["tokens"]
@@ -90,10 +90,10 @@ def test_nan_loss_stops_keeps_the_checkpoint_and_the_rerun_recovers(
     calls = {"n": 0}
     real = PretrainingLoss.forward
 
-    def poisoned(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def poisoned(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         calls["n"] += 1
-        mlm, nsp = real(self, *inputs)
-        return (mlm * float("nan"), nsp) if calls["n"] == 5 else (mlm, nsp)
+        mlm, nsp, simcse = real(self, *inputs)
+        return (mlm * float("nan"), nsp, simcse) if calls["n"] == 5 else (mlm, nsp, simcse)
 
     monkeypatch.setattr(PretrainingLoss, "forward", poisoned)
     out = tmp_path / "nan"
@@ -144,7 +144,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     calls = {"n": 0}
     real = PretrainingLoss.forward
 
-    def stop_at_step_7(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def stop_at_step_7(self: PretrainingLoss, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt  # the run dies after saving step-4 and step-6

@@ -1,0 +1,148 @@
+"""Sentence embeddings: pooling, SimCSE's projection head, the InfoNCE loss, and encoding texts.
+
+    encoder, tokenizer, pooling = load_encoder(Path("work/simcse/final"))   # pooling recorded there
+    vectors = encode_texts(encoder, tokenizer, ["a sentence", "another"], pooling=pooling)  # (2, hidden)
+    loss_sum = info_nce(anchors, candidates, temperature=0.05, first_positive=0)
+
+A sentence's embedding is the encoder's last hidden states pooled over its real tokens: the [CLS]
+vector (`cls`) or the mean of every token's (`mean`), never normalised, so the vectors ptk encodes
+and those of a `ptk export --sentence-transformers` directory are the same numbers. The projection
+head (a dense layer and tanh, as in SimCSE) is used only by the training loss: the paper found the
+representation before it transfers better, so checkpoints keep it apart from the encoder's weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pretrain_cli.console import quiet_transformers
+from pretrain_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import BertModel, PreTrainedTokenizerBase
+
+POOLINGS = ("cls", "mean")
+SENTENCE_CONFIG = "sentence_embedding.json"  # {"pooling": ..., "max_seq_length": ...} beside the weights
+HEAD_PREFIX = "projection."  # the training-only head's weight names in a loss module's state dict
+HEAD_FILE = "projection.safetensors"  # where checkpoints keep them, out of model.safetensors
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, L, H) hidden states → (B, H) sentence vectors over the real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class ProjectionHead(torch.nn.Module):
+    """SimCSE's training-time MLP over the pooled vector: dense + tanh, hidden → hidden."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.dense = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(pooled))
+
+
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float,
+             first_positive: int) -> torch.Tensor:
+    """Summed InfoNCE: anchor i's positive is candidate `first_positive + i`, every other candidate
+    is a negative; similarity is cosine / temperature, computed in fp32."""
+    similarity = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
+    targets = torch.arange(anchors.shape[0], device=anchors.device) + first_positive
+    return F.cross_entropy(similarity / temperature, targets, reduction="sum")
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each process the gradient of its own rows summed over every
+    process's loss, so negatives from other processes train this process's encoder too."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, group: object) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        ctx.group, ctx.rank, ctx.size = group, dist.get_rank(group), rows.shape[0]
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, rows.contiguous(), group=group)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size], None
+
+
+def gather_with_grad(rows: torch.Tensor, group: object | None) -> torch.Tensor:
+    """Every process's `rows` (the same count on each), in rank order; `rows` itself without a group."""
+    return rows if group is None else _GatherWithGrad.apply(rows, group)
+
+
+def recorded_pooling(directory: Path) -> str | None:
+    """The pooling a model directory says it was trained for: ptk's sentence_embedding.json, or a
+    sentence-transformers 1_Pooling/config.json (cls or mean); None if it says nothing."""
+    if (directory / SENTENCE_CONFIG).is_file():
+        return str(json.loads((directory / SENTENCE_CONFIG).read_text())["pooling"])
+    st_pooling = directory / "1_Pooling" / "config.json"
+    if st_pooling.is_file():
+        record = json.loads(st_pooling.read_text())
+        if record.get("pooling_mode_cls_token"):
+            return "cls"
+        if record.get("pooling_mode_mean_tokens"):
+            return "mean"
+    return None
+
+
+def load_encoder(directory: Path, device: torch.device | str = "cpu"
+                 ) -> tuple[BertModel, PreTrainedTokenizerBase, str | None]:
+    """The BERT encoder (no heads) of a model directory, its tokenizer, and its recorded pooling.
+
+    Reads `ptk pretrain` checkpoints (final/, step-*), plain HF BERT directories and
+    sentence-transformers directories whose transformer sits at the top (as `ptk export` writes).
+    """
+    from transformers import AutoTokenizer, BertModel
+
+    if not (directory / "config.json").is_file():
+        raise UserError(f"{directory}: no config.json there; give a model directory (a `ptk pretrain` "
+                        f"final/ or step-*, an HF BERT directory, or sample:minilm)")
+    config = json.loads((directory / "config.json").read_text())
+    if config.get("model_type") != "bert":
+        raise UserError(f"{directory}: a {config.get('model_type')!r} model; sentence embeddings are "
+                        f"computed for BERT models")
+    with quiet_transformers():
+        encoder = BertModel.from_pretrained(directory, add_pooling_layer=False, attn_implementation="sdpa",
+                                            dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    return encoder.to(device).eval(), tokenizer, recorded_pooling(directory)
+
+
+@torch.no_grad()
+def encode_texts(encoder: BertModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
+                 pooling: str, batch_size: int = 128, max_length: int = 128) -> np.ndarray:
+    """(len(texts), hidden) float32 embeddings, in the order given.
+
+    Texts are encoded shortest first, so a batch pads little, and put back in order; the result
+    does not depend on the batch size beyond float rounding.
+    """
+    device = next(encoder.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chosen = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(device)
+        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         token_type_ids=batch.get("token_type_ids")).last_hidden_state
+        out[chosen] = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+    return out
