@@ -32,6 +32,9 @@ POOLINGS = ("cls", "mean")
 SENTENCE_CONFIG = "sentence_embedding.json"  # {"pooling": ..., "max_seq_length": ...} beside the weights
 HEAD_PREFIX = "projection."  # the training-only head's weight names in a loss module's state dict
 HEAD_FILE = "projection.safetensors"  # where checkpoints keep them, out of model.safetensors
+ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' record of the max length
+ST_POOLING = "1_Pooling/config.json"  # and of the pooling
+DEFAULT_MAX_LENGTH = 128  # tokens, for a model that records no length
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -91,17 +94,40 @@ def gather_with_grad(rows: torch.Tensor, group: object | None) -> torch.Tensor:
 
 def recorded_pooling(directory: Path) -> str | None:
     """The pooling a model directory says it was trained for: ptk's sentence_embedding.json, or a
-    sentence-transformers 1_Pooling/config.json (cls or mean); None if it says nothing."""
+    sentence-transformers 1_Pooling/config.json (cls or mean, in its old or new spelling); None if
+    it says nothing."""
     if (directory / SENTENCE_CONFIG).is_file():
-        return str(json.loads((directory / SENTENCE_CONFIG).read_text())["pooling"])
-    st_pooling = directory / "1_Pooling" / "config.json"
-    if st_pooling.is_file():
-        record = json.loads(st_pooling.read_text())
-        if record.get("pooling_mode_cls_token"):
+        return str(_record(directory / SENTENCE_CONFIG, "pooling"))
+    if (directory / ST_POOLING).is_file():
+        record = json.loads((directory / ST_POOLING).read_text())
+        mode = record.get("pooling_mode")  # sentence-transformers 5 and later
+        if record.get("pooling_mode_cls_token") or mode == "cls":
             return "cls"
-        if record.get("pooling_mode_mean_tokens"):
+        if record.get("pooling_mode_mean_tokens") or mode == "mean":
             return "mean"
     return None
+
+
+def recorded_max_seq_length(directory: Path) -> int | None:
+    """The longest input a model directory says it embeds: ptk's sentence_embedding.json, or a
+    sentence-transformers sentence_bert_config.json; None if it says nothing."""
+    for name in (SENTENCE_CONFIG, ST_CONFIG):
+        if (directory / name).is_file():
+            return int(_record(directory / name, "max_seq_length"))
+    return None
+
+
+def sentence_files(directory: Path) -> list[Path]:
+    """The files beside the weights and tokenizer that decide a directory's sentence vectors."""
+    names = (SENTENCE_CONFIG, ST_CONFIG, ST_POOLING)
+    return [directory / name for name in names if (directory / name).is_file()]
+
+
+def _record(path: Path, key: str) -> object:
+    try:
+        return json.loads(path.read_text())[key]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{path}: no {key} in it; fix the file or remove it") from None
 
 
 def load_encoder(directory: Path, device: torch.device | str = "cpu"

@@ -1,46 +1,85 @@
-"""`ptk export`: a fine-tune as a plain Hugging Face model directory that needs neither ptk nor peft.
+"""`ptk export`: a fine-tune as a plain Hugging Face model directory that needs neither ptk nor peft,
+or an encoder as a sentence-transformers model.
 
     ptk export work/ft-lora --merge --out work/export/lora       # the best seed, LoRA merged in
     ptk export work/ft-lora --seed 2 --merge --out work/export/lora-2
     ptk export work/ft-full --out work/export/full               # a full fine-tune: a plain copy
+    ptk export work/simcse --sentence-transformers work/export/st          # its final/ checkpoint
+    ptk export sample:minilm --sentence-transformers work/export/minilm --pooling cls
 
 The result loads with `AutoModelForSequenceClassification.from_pretrained(OUT)` (or
 `AutoModelForTokenClassification` for NER) and gives the fine-tune's dev predictions. LoRA, AdaLoRA
 and IA3 fold into the weights they adapt (`--merge`); BitFit and full fine-tunes are plain models
 already. Bottleneck adapters and prompt/prefix tuning add computation that no plain BERT has, so
 they cannot be exported this way: load them with `modeling.finetuned.load_finetuned`.
+
+With --sentence-transformers, `SentenceTransformer(DIR).encode(texts)` gives the vectors ptk computes
+for the run (`modeling.sentence.encode_texts`) with the pooling and length it recorded (mean and 128
+tokens when it recorded none); see `modeling.sentence_export` for the files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
 from pretrain_cli.store import Manifest, StageOutput, read_manifest
+from pretrain_cli.store.manifest import MANIFEST
 from pretrain_cli.store.output import PROGRESS
 
 
 @dataclasses.dataclass(kw_only=True)
 class ExportConfig(StageConfig):
-    """Export a fine-tune as a plain Hugging Face model directory (LoRA/IA3 merged in with --merge)."""
+    """Export a fine-tune as a plain HF model (LoRA/IA3 merged) or an encoder for sentence-transformers."""
 
     stage: ClassVar[str] = "export"
 
-    run: Path = option(help="A `ptk finetune` output directory.", argument=True)
-    out: Path = option(help="Where the plain model directory goes.", hashed=False)
-    seed: int | None = option(None, "The seed to export; default: the seed with the best dev metric.")
-    merge: bool = option(False, "Fold LoRA/AdaLoRA/IA3 weights into the base weights (required for "
+    run: Path = option(help="With --out: a `ptk finetune` output. With --sentence-transformers: a `ptk "
+                            "pretrain` output or one of its checkpoints, an HF BERT directory, or "
+                            "sample:minilm.", argument=True)
+    out: Path | None = option(None, "Write the fine-tune here as a plain model directory.", hashed=False)
+    sentence_transformers: Path | None = option(None, "Write the encoder here as a sentence-transformers "
+                                                      "model directory.", hashed=False)
+    seed: int | None = option(None, "--out: the seed to export; default: the seed with the best dev metric.")
+    merge: bool = option(False, "--out: fold LoRA/AdaLoRA/IA3 weights into the base weights (required for "
                                 "those methods: the export is a plain model).")
+    # the values of modeling.sentence.POOLINGS, spelled out: that module imports torch
+    pooling: Literal["cls", "mean"] | None = option(
+        None, "--sentence-transformers: how token vectors pool into a sentence vector; default: the pooling "
+              "the run recorded, mean if it recorded none.")
+    max_seq_length: int | None = option(
+        None, "--sentence-transformers: longest input in tokens (longer ones are cut); default: the length "
+              "the run recorded, 128 if it recorded none.")
+
+    @property
+    def destination(self) -> Path:
+        """The directory this export writes (validated: exactly one of --out, --sentence-transformers)."""
+        destination = self.out if self.out is not None else self.sentence_transformers
+        assert destination is not None
+        return destination
 
     def problems(self) -> list[str]:
-        if not (self.run / "manifest.json").is_file():
-            return [f"{self.run}: no manifest.json, so not a finished `ptk finetune` run; finish it or fix "
-                    f"the path"]
-        return []
+        if (self.out is None) == (self.sentence_transformers is None):
+            return ["give exactly one of --out DIR (a fine-tune as a plain model) and "
+                    "--sentence-transformers DIR (an encoder as a sentence-transformers model)"]
+        encoder = self.sentence_transformers is not None
+        modes = ("--sentence-transformers", "--out")
+        mode, other = modes if encoder else modes[::-1]
+        given = ({"--merge": self.merge, "--seed": self.seed is not None} if encoder else
+                 {"--pooling": self.pooling is not None, "--max-seq-length": self.max_seq_length is not None})
+        problems = [f"{flag} applies only with {other}; drop it with {mode}" for flag, is_set in given.items()
+                    if is_set]
+        if encoder and self.max_seq_length is not None and self.max_seq_length < 2:
+            problems.append(f"--max-seq-length {self.max_seq_length}: must be at least 2 ([CLS] and [SEP])")
+        if not encoder and not (self.run / MANIFEST).is_file():
+            problems.append(f"{self.run}: no manifest.json, so not a finished `ptk finetune` run; finish it "
+                            f"or fix the path")
+        return problems
 
 
 def chosen_seed(manifest: Manifest, seed: int | None, run: Path) -> int:
@@ -56,6 +95,13 @@ def chosen_seed(manifest: Manifest, seed: int | None, run: Path) -> int:
 
 def run(cfg: ExportConfig) -> Manifest:
     cfg.validate()
+    if cfg.sentence_transformers is not None:
+        return export_sentence_transformers(cfg, cfg.sentence_transformers)
+    return export_finetune(cfg)
+
+
+def export_finetune(cfg: ExportConfig) -> Manifest:
+    """--out: the chosen seed of a `ptk finetune` run as a plain HF model directory."""
     from pretrain_cli.modeling.finetuned import MERGEABLE, MERGED, export_merged
 
     manifest = read_manifest(cfg.run, "finetune")
@@ -70,19 +116,87 @@ def run(cfg: ExportConfig) -> Manifest:
         raise UserError(f"{cfg.run} holds {method} adapters; pass --merge to fold them into the base weights "
                         f"(the export is a plain model)")
     seed = chosen_seed(manifest, cfg.seed, cfg.run)
-    out = StageOutput(cfg, cfg.out, inputs={"finetune": manifest},
+    out = StageOutput(cfg, cfg.destination, inputs={"finetune": manifest},
                       owned=("model.safetensors", "*.json", "*.txt"))
     if (done := out.up_to_date()) is not None:
         return done
     result = manifest.stats["seeds"][str(seed)]
-    export_merged(cfg.run / f"seed-{seed}" / result["saved"], cfg.out)
-    for path in sorted(cfg.out.iterdir()):
+    export_merged(cfg.run / f"seed-{seed}" / result["saved"], cfg.destination)
+    for path in sorted(cfg.destination.iterdir()):
         if path.is_file() and path.name not in ("manifest.json", PROGRESS):
             out.record_file(path.name)
     metric = manifest.extra["metric"]
     say(f"export: seed {seed} of {cfg.run} ({manifest.extra['task']}, {method}, dev {metric} "
-        f"{result['dev'][metric]:.4f}) as a plain model in {cfg.out}")
+        f"{result['dev'][metric]:.4f}) as a plain model in {cfg.destination}")
     return out.finish(stats={"seed": seed, "dev": result["dev"]},
                       extra={"method": method, "merged": method in MERGED,
                              "task": manifest.extra["task"], "labels": manifest.extra.get("labels", []),
                              "source": str(cfg.run)})
+
+
+def encoder_dir(run: Path) -> Path:
+    """The model directory --sentence-transformers reads for RUN: a `ptk pretrain` output's final/,
+    or RUN itself (a checkpoint, an HF or sentence-transformers directory); fine-tunes are refused."""
+    from pretrain_cli.modeling.finetuned import METHOD_RECORD
+
+    stage, extra = None, {}
+    if (run / MANIFEST).is_file():
+        try:
+            record = json.loads((run / MANIFEST).read_text())
+            stage, extra = record["stage"], record["extra"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{run / MANIFEST}: unreadable manifest; pass a finished `ptk pretrain` output, "
+                            f"one of its checkpoints, or an HF BERT model directory") from None
+    if stage == "finetune" or (run / METHOD_RECORD).is_file() or (stage == "export" and "task" in extra):
+        base = f" ({extra['model']})" if "model" in extra else ""
+        raise UserError(f"{run}: a fine-tune, whose weights answer a task rather than embed sentences; "
+                        f"export the model it was fine-tuned from{base} with --sentence-transformers, or "
+                        f"the fine-tune itself as a plain model with --merge --out DIR")
+    if stage == "pretrain":
+        return run / "final"
+    if stage not in (None, "export"):
+        raise UserError(f"{run} holds `ptk {stage}` output, not a model; pass a `ptk pretrain` output, one "
+                        f"of its checkpoints, or an HF BERT model directory")
+    return run
+
+
+def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manifest:
+    """--sentence-transformers: the run's encoder with its pooling, as a sentence-transformers model."""
+    from pretrain_cli.modeling.finetuned import model_files
+    from pretrain_cli.modeling.sentence import (
+        DEFAULT_MAX_LENGTH,
+        load_encoder,
+        recorded_max_seq_length,
+        sentence_files,
+    )
+    from pretrain_cli.modeling.sentence_export import POOLING_DIR, write_sentence_transformers
+    from pretrain_cli.samples import resolve_input
+    from pretrain_cli.stages.finetune import files_input
+
+    model_dir = encoder_dir(resolve_input(cfg.run))
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: no such directory; pass a `ptk pretrain` output, one of its "
+                        f"checkpoints, or an HF BERT model directory")
+    encoder, _, recorded = load_encoder(model_dir)  # refuses what is not a BERT model directory
+    pooling = cfg.pooling or recorded or "mean"
+    max_seq_length = cfg.max_seq_length or recorded_max_seq_length(model_dir) or DEFAULT_MAX_LENGTH
+    positions = encoder.config.max_position_embeddings
+    if max_seq_length > positions:
+        raise UserError(f"--max-seq-length {max_seq_length}: the model in {model_dir} reads at most "
+                        f"{positions} positions; pass --max-seq-length {positions} or less")
+    # what the vectors depend on: the weights, the tokenizer and the recorded pooling and length
+    sources = [*model_files(model_dir, weights=True), *sentence_files(model_dir)]
+    out = StageOutput(cfg, destination, inputs={"model": files_input("model", sources)},
+                      owned=("model.safetensors", "*.json", "*.txt", "README.md", POOLING_DIR))
+    if (done := out.up_to_date()) is not None:
+        return done
+    write_sentence_transformers(model_dir, destination, pooling=pooling, max_seq_length=max_seq_length)
+    for path in sorted(destination.rglob("*")):
+        relpath = path.relative_to(destination).as_posix()
+        if path.is_file() and relpath not in (MANIFEST, PROGRESS):
+            out.record_file(relpath)
+    say(f"export: the encoder of {model_dir} as a sentence-transformers model in {destination} ({pooling} "
+        f"pooling, up to {max_seq_length} tokens)")
+    return out.finish(extra={"format": "sentence-transformers", "pooling": pooling,
+                             "max_seq_length": max_seq_length, "dimension": encoder.config.hidden_size,
+                             "source": str(model_dir)})
