@@ -2,6 +2,7 @@
 
     ptk evaluate work/ckpt work/ft-full work/ft-lora work/ft-random --examples work/examples --out work/report
     ptk evaluate work/ft-* --compare --out work/compare
+    ptk evaluate --embeddings work/simcse work/mlm sample:minilm --sts sts-dev.csv --out work/embeddings
 
 RUNS are `ptk pretrain` directories (CKPT, or its CKPT/final) and `ptk finetune` directories, in
 any order. A pretrain run gets MLM accuracy and loss at the masked positions and NSP accuracy on the
@@ -24,6 +25,9 @@ What lands in --out:
 
 Token-classification (NER) runs get a per-entity-type precision/recall/F1 table in report.md instead
 of a figure. RUN is the fine-tune directory's name (with parent directories where two names clash).
+
+With --embeddings every RUN is an encoder instead, and the report scores its sentence embeddings
+(linear probe, kNN, alignment, uniformity, STS): see `stages.embedding_eval`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import re
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import say
@@ -54,27 +58,51 @@ FINETUNE_EXTRA = ("task", "kind", "labels", "metric", "init", "method", "model",
 FINETUNE_STATS = ("seeds", "summary")
 SEED_RESULT = ("dev", "trainable_params", "total_params", "trainable_share", "train_time_s",
                "time_per_step_s")
+EMBEDDING_PROBES = ("rotten_tomatoes", "wiki_topics")  # --embeddings' default --probe-tasks
+EMBEDDING_OPTIONS = ("embeddings", "sts", "pooling", "probe_tasks", "limit")  # read by --embeddings only
 
 
 @dataclasses.dataclass(kw_only=True)
 class EvaluateConfig(StageConfig):
-    """Score pretrain and fine-tune runs; write report.json, report.md and plots."""
+    """Score pretrain and fine-tune runs, or sentence embeddings; write report.json, report.md and plots."""
 
     stage: ClassVar[str] = "evaluate"
 
-    runs: list[Path] = option(help="`ptk pretrain` outputs (CKPT or CKPT/final) and `ptk finetune` outputs.",
-                              argument=True)
+    runs: list[Path] = option(help="`ptk pretrain` outputs (CKPT or CKPT/final) and `ptk finetune` outputs; "
+                                   "with --embeddings, encoders.", argument=True)
     out: Path = option(help="Report directory: report.json, report.md, compare.md and the PNG plots.",
                        hashed=False)
     examples: Path | None = option(None, "A `ptk mask` output whose valid split scores the pretrained "
                                          "checkpoints (MLM and NSP accuracy).")
     compare: bool = option(False, "Also write compare.md, one table across the fine-tune runs (primary "
                                   "metric mean ± std, trainable share, time), and print it.")
-    batch_size: int = option(64, "Examples per batch when scoring checkpoints.")
+    batch_size: int = option(64, "Examples per batch when scoring checkpoints (MLM/NSP); --embeddings "
+                                 "encodes 128 sentences at a time.")
     title: str = option("ptk report", "Title of report.md.")
+    embeddings: bool = option(False, "Score sentence embeddings instead: every RUN is an encoder (a `ptk "
+                                     "pretrain` output or step-* checkpoint, an HF BERT or sentence-"
+                                     "transformers directory, sample:minilm); linear probe, kNN, alignment, "
+                                     "uniformity and --sts Spearman.")
+    sts: list[Path] = option([], "With --embeddings: an STS file to score (repeatable): GLUE STS-B TSV, the "
+                                 "STS benchmark's own files, or CSV/JSONL with sentence1, sentence2, score.")
+    pooling: Literal["auto", "cls", "mean"] = option(
+        "auto", "With --embeddings: auto (what each model records; mean where it says nothing), cls or mean.")
+    probe_tasks: list[str] = option(list(EMBEDDING_PROBES),
+                                    "With --embeddings: a shipped classification task to probe (repeatable).")
+    limit: int = option(0, "With --embeddings: at most this many examples per split and STS file, for quick "
+                           "checks (0: all).")
 
     def problems(self) -> list[str]:
-        problems = [f"{run}: no such directory" for run in self.runs if not run.is_dir()]
+        if self.embeddings:
+            from pretrain_cli.stages.embedding_eval import embedding_problems
+
+            problems = embedding_problems(self)
+        else:
+            problems = [f"{run}: no such directory" for run in self.runs if not run.is_dir()]
+            problems += [f"{flag} goes with --embeddings; add it or drop {flag}" for flag, used in (
+                ("--sts", bool(self.sts)), ("--pooling", self.pooling != "auto"),
+                ("--probe-tasks", list(self.probe_tasks) != list(EMBEDDING_PROBES)),
+                ("--limit", self.limit != 0)) if used]
         if not self.runs:
             problems.append("name at least one run directory to evaluate")
         resolved = [run.resolve() for run in self.runs]
@@ -85,6 +113,13 @@ class EvaluateConfig(StageConfig):
         if self.batch_size < 1:
             problems.append("--batch-size must be at least 1")
         return problems
+
+    def hashed_dict(self) -> dict[str, Any]:
+        values = super().hashed_dict()
+        if not self.embeddings:  # so reports written before --embeddings existed stay up to date
+            for name in EMBEDDING_OPTIONS:
+                values.pop(name)
+        return values
 
 
 def read_run(path: Path) -> Manifest:
@@ -122,6 +157,10 @@ def check_finetune(manifest: Manifest) -> None:
 
 def run(cfg: EvaluateConfig) -> Manifest:
     cfg.validate()
+    if cfg.embeddings:
+        from pretrain_cli.stages import embedding_eval
+
+        return embedding_eval.run(cfg)
     from pretrain_cli.stages.report import (
         compare_markdown,
         compare_table,

@@ -7,6 +7,8 @@
     plot_finetune_curves(report["finetune"], out / "finetune_curves.png")
     plot_confusion(record, out / record["figure"])   # classification fine-tune
     plot_scatter(record, out / record["figure"])     # regression fine-tune
+    atomic_write_bytes(out / "report.md", embeddings_markdown(report).encode())   # --embeddings
+    print(embeddings_table(report["embeddings"]))
 
 Rendering only: every number is computed by `stages.evaluate` and stored in report.json first.
 Scores show in points (×100, as GLUE reports them); MSE stays in the label's own units.
@@ -29,6 +31,14 @@ ANNOTATE_MAX = 12  # confusion matrices up to this many labels get a count in ev
 SCORES_NOTE = ("Dev-set scores in points (×100; MSE in the label's units), mean ± sample standard deviation "
                "over seeds; each seed keeps its best dev checkpoint by the task's primary metric. `random` "
                "init is the same architecture and tokenizer with freshly initialised weights.")
+
+EMBEDDINGS_NOTE = ("Probe: dev accuracy of a logistic regression on the frozen embeddings; kNN: dev "
+                   "accuracy of a cosine k-nearest-neighbour vote against train (both in points). Alignment: "
+                   "mean squared distance between the normalised embeddings of positive pairs (a Wikipedia "
+                   "article's short description and its first sentence); uniformity: log mean exp(−2 × "
+                   "squared distance) over pairs of dev sentences; lower is better for both. STS: Spearman "
+                   "correlation (points) between cosine similarity and the gold score. Seeds of one "
+                   "pretraining config: mean ± sample standard deviation.")
 
 
 def metric_name(metric: str) -> str:
@@ -119,6 +129,50 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
         if "loss.png" in report["figures"]:
             lines += ["![pretraining loss](loss.png)", ""]
+    return "\n".join(lines)
+
+
+def _embedding_column(column: str) -> str:
+    """`probe_accuracy/rotten_tomatoes` → `rotten_tomatoes probe`, `sts_spearman/dev.tsv` → `STS dev.tsv`."""
+    kind, _, of = column.partition("/")
+    return {"probe_accuracy": f"{of} probe", "knn_accuracy": f"{of} kNN", "sts_spearman": f"STS {of}",
+            "sts_alignment": f"STS {of} alignment"}.get(kind, kind)
+
+
+def _embedding_value(column: str, value: float) -> str:
+    """Accuracies and Spearman in points; alignment and uniformity (distances) as they are."""
+    return f"{value:.3f}" if "alignment" in column or column == "uniformity" else f"{100 * value:.1f}"
+
+
+def embeddings_table(section: dict[str, Any]) -> str:
+    """One Markdown table: a row per run, then a mean ± std row per group of seeds. STS alignment
+    stays in report.json: the table keeps to one number per STS file."""
+    columns = [c for c in section["columns"] if not c.startswith("sts_alignment/")]
+    lines = ["| run | pooling | dim | " + " | ".join(map(_embedding_column, columns)) + " |",
+             "|---|---|---:|" + "---:|" * len(columns)]
+    for r in section["runs"]:
+        cells = " | ".join(_embedding_value(c, r["metrics"][c]) for c in columns)
+        lines.append(f"| {r['name']} | {r['pooling']} | {r['dims']} | {cells} |")
+    for g in section["groups"]:
+        cells = " | ".join(f"{_embedding_value(c, g['metrics'][c]['mean'])} ± "
+                           f"{_embedding_value(c, g['metrics'][c]['std'])}" for c in columns)
+        lines.append(f"| {', '.join(g['runs'])}: mean ± std | {g['pooling']} | {g['dims']} | {cells} |")
+    return "\n".join(lines)
+
+
+def embeddings_markdown(report: dict[str, Any]) -> str:
+    section = report["embeddings"]
+    tasks = ", ".join(f"`{t['task']}` ({t['train_examples']:,} train / {t['dev_examples']:,} dev, "
+                      f"{t['labels']} labels)" for t in section["probe_tasks"])
+    sts = "".join(f" STS `{s['name']}`: {s['pairs']:,} pairs, {s['positive_pairs']:,} in the top 20% of "
+                  f"its score range for alignment." for s in section["sts"])
+    lines = [f"# {report['title']}", "", "## Sentence embeddings", "", EMBEDDINGS_NOTE, "",
+             embeddings_table(section), "",
+             f"Probe tasks: {tasks}. kNN: k = {section['knn_k']}. Alignment over "
+             f"{section['alignment_pairs']:,} Wikipedia pairs; uniformity over "
+             f"{section['uniformity_sentences']:,} dev sentences.{sts}"
+             + (f" At most {section['limit']:,} examples per split (--limit)." if section["limit"] else ""),
+             ""]
     return "\n".join(lines)
 
 
