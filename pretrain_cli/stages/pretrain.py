@@ -188,7 +188,8 @@ class PretrainConfig(StageConfig):
         elif self.pairs is not None and not self.pairs.is_file():
             found.append(f"--pairs {self.pairs}: no such file")
         if contrastive and self.strategy == "fsdp":
-            found.append("--objective with simcse runs under --strategy ddp; FSDP is not supported for it")
+            found.append(f"--strategy fsdp: --objective {self.objective} trains under DDP only; pass "
+                         f"--strategy ddp")
         try:
             if budget_seconds(self.budget) and self.warmup_steps >= 1:
                 found.append("--warmup-steps must be a fraction below 1 with --budget (warmup is a share "
@@ -374,7 +375,10 @@ def run(cfg: PretrainConfig) -> Manifest:
     inputs = {"examples": examples}
     if cfg.pairs is not None:  # their content, not their path, is part of what the run is
         from pretrain_cli.stages.finetune import files_input
+        from pretrain_cli.training.pairs import read_pairs
 
+        if not worker:
+            read_pairs(cfg.pairs)  # a malformed record stops the run here, before anything is written
         inputs["pairs"] = files_input("pairs", [cfg.pairs])
     out = StageOutput(cfg, cfg.out, inputs=inputs,
                       owned=(FINAL, "tb", "metrics.jsonl", "step-*", "corrupt-step-*"))

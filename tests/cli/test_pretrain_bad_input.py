@@ -45,11 +45,27 @@ def test_gpus_without_cuda_names_the_visible_count(examples: Path, tmp_path: Pat
     (["--warmup-steps", "100", "--budget", "1h"],
      ["--warmup-steps must be a fraction below 1 with --budget"]),
     (["--hidden", "100", "--heads", "3"], ["--hidden 100 must divide by --heads 3"]),
+    (["--objective", "mlm", "--pairs", "pairs.csv"], ["--pairs is for --objective simcse or mlm+simcse"]),
+    (["--objective", "simcse", "--temperature", "0"], ["--temperature must be above 0"]),
 ], ids=["gpus-and-procs", "nnodes-without-endpoint", "node-rank-out-of-range", "no-saves",
-        "budget-without-unit", "warmup-steps-with-budget", "hidden-not-divisible-by-heads"])
+        "budget-without-unit", "warmup-steps-with-budget", "hidden-not-divisible-by-heads",
+        "pairs-without-simcse", "zero-temperature"])
 def test_bad_option_combinations(examples: Path, tmp_path: Path, args: list[str], needles: list[str]) -> None:
     assert_clean_failure(pretrain(examples, tmp_path / "o", *args), tmp_path / "o", *needles)
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(("content", "needles"), [
+    ("anchor,text\na,b\n", ["pairs.csv line 2: no positive column", "name it positive or sent1"]),
+    ("sent0,sent1\na,b\nc,\n", ["pairs.csv line 3: no text in the positive column 'sent1'"]),
+], ids=["missing-column", "empty-text"])
+def test_a_bad_pair_file_is_refused_before_anything_is_written(examples: Path, tmp_path: Path, content: str,
+                                                               needles: list[str]) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(content)
+    result = pretrain(examples, tmp_path / "o", "--objective", "simcse", "--pairs", str(pairs))
+    assert_clean_failure(result, tmp_path / "o", *needles)
+    assert not (tmp_path / "o").exists()
 
 
 def test_resuming_a_checkpoint_of_another_shape(examples: Path, tmp_path: Path) -> None:

@@ -170,6 +170,12 @@ def test_contrastive_options_are_checked_before_anything_runs(examples: Path, tm
     for needle in ("--pairs is for --objective simcse", "--temperature must be above 0",
                    "--simcse-weight must be above 0"):
         assert needle in message
+    with pytest.raises(UserError) as caught:
+        PretrainConfig(examples=examples, out=tmp_path / "o", objective="simcse", procs=2,
+                       strategy="fsdp").validate()
+    message = str(caught.value)
+    for needle in ("--strategy fsdp: --objective simcse trains under DDP only; pass --strategy ddp",):
+        assert needle in message
     with pytest.raises(UserError, match="no such file"):
         PretrainConfig(examples=examples, out=tmp_path / "o", objective="simcse",
                        pairs=tmp_path / "missing.csv").validate()
