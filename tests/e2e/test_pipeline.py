@@ -15,7 +15,8 @@ from pretrain_cli.cli.app import app
 pytestmark = pytest.mark.slow
 
 STAGE_DIRS = {"docs": "corpus", "tokens": "tokenize", "examples": "mask", "ckpt": "pretrain",
-              "ft-full": "finetune", "ft-lora": "finetune", "report": "evaluate", "export": "export"}
+              "ft-full": "finetune", "ft-lora": "finetune", "report": "evaluate", "export": "export",
+              "simcse": "pretrain", "embeddings": "evaluate", "simcse-st": "export"}
 
 
 def pipeline(work: Path) -> dict:
@@ -34,6 +35,12 @@ def pipeline(work: Path) -> dict:
         {"stage": "evaluate", "runs": [f"{work}/ckpt", f"{work}/ft-full", f"{work}/ft-lora"],
          "examples": f"{work}/examples", "out": f"{work}/report", "compare": True},
         {"stage": "export", "run": f"{work}/ft-lora", "out": f"{work}/export", "merge": True},
+        {"stage": "pretrain", "examples": f"{work}/examples", "out": f"{work}/simcse",
+         "init": f"{work}/ckpt/final", "objective": "simcse", "max_steps": 6, "micro_batch_size": 16,
+         "save_every": 3},
+        {"stage": "evaluate", "runs": [f"{work}/ckpt", f"{work}/simcse"], "embeddings": True, "limit": 60,
+         "out": f"{work}/embeddings"},
+        {"stage": "export", "run": f"{work}/simcse", "sentence_transformers": f"{work}/simcse-st"},
     ]}
 
 
@@ -71,6 +78,21 @@ def test_pipeline_end_to_end(tmp_path: Path) -> None:
 
     merged = AutoModelForSequenceClassification.from_pretrained(work / "export")
     assert merged.config.id2label == {0: "negative", 1: "positive"}
+
+    embeddings = json.loads((work / "embeddings" / "report.json").read_text())["embeddings"]
+    assert [r["name"] for r in embeddings["runs"]] == ["ckpt", "simcse"]
+    assert [r["pooling"] for r in embeddings["runs"]] == ["mean", "mean"]
+    assert all(0 <= r["metrics"]["probe_accuracy/rotten_tomatoes"] <= 1 for r in embeddings["runs"])
+
+    from sentence_transformers import SentenceTransformer
+
+    from pretrain_cli.modeling.sentence import encode_texts, load_encoder
+
+    texts = ["A short one.", "A much longer sentence about the history of the city and its people."]
+    encoder, tokenizer, pooling = load_encoder(work / "simcse" / "final")
+    ours = encode_texts(encoder, tokenizer, texts, pooling=pooling or "mean", max_length=64)
+    theirs = SentenceTransformer(str(work / "simcse-st"), device="cpu").encode(texts)
+    assert abs(ours - theirs).max() < 1e-5
 
     manifests = {p: p.read_bytes() for p in work.rglob("manifest.json")}
     again = CliRunner().invoke(app, ["run", str(spec)])
