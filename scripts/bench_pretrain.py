@@ -136,21 +136,24 @@ def run_hf(args: argparse.Namespace, examples: Path, train_set: Any, out: Path, 
 
     tokenizer = AutoTokenizer.from_pretrained(str(examples / "tokenizer"))
     masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=0)
-    seen = {"tokens": 0, "masked": 0}
+    # tokens per micro-batch in the order they are made: the loader builds a batch ahead of the
+    # step that trains on it, so a running total read at a step's end would count one batch early
+    batch_tokens: list[int] = []
+    seen = {"masked": 0}
 
     def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = masker(features)
-        seen["tokens"] += int(batch["attention_mask"].sum())
+        batch_tokens.append(int(batch["attention_mask"].sum()))
         seen["masked"] += int((batch["labels"] != -100).sum())
         return batch
 
-    marks: list[tuple[float, int]] = []
+    marks: list[float] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *_: Any, **__: Any) -> None:
             if args.device == "cuda":
                 torch.cuda.synchronize()
-            marks.append((time.perf_counter(), seen["tokens"]))
+            marks.append(time.perf_counter())
 
     torch.manual_seed(0)
     model = BertForPreTraining(config)
@@ -165,9 +168,10 @@ def run_hf(args: argparse.Namespace, examples: Path, train_set: Any, out: Path, 
     trainer = Trainer(model=model, args=training, train_dataset=PairDataset(train_set), data_collator=collate,
                       callbacks=[StepClock()])
     result = trainer.train()
-    (t0, k0), (t1, k1) = marks[args.warmup - 1], marks[-1]
-    return {"tokens": k1 - k0, "seconds": t1 - t0, "loss": result.training_loss,
-            "masked_fraction": seen["masked"] / seen["tokens"]}
+    # the steps after the warmup ones trained micro-batches warmup × accum … steps × accum
+    timed = batch_tokens[args.warmup * args.grad_accum:args.steps * args.grad_accum]
+    return {"tokens": sum(timed), "seconds": marks[-1] - marks[args.warmup - 1], "loss": result.training_loss,
+            "masked_fraction": seen["masked"] / sum(batch_tokens)}
 
 
 def main() -> None:
