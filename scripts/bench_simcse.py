@@ -54,6 +54,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench_pretrain import build_examples  # noqa: E402  (scripts/ is on the path of a script run from it)
+
 SEED = 0
 DROPOUT = 0.1  # ptk's default, and BERT's; also the MiniLM's own
 
@@ -78,24 +80,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args()
-
-
-def build_examples(args: argparse.Namespace) -> Path:
-    """corpus → tokenize (bert-base-uncased vocabulary) → mask, each skipped when up to date."""
-    from pretrain_cli.samples import sample_path
-    from pretrain_cli.stages.corpus.build import CorpusConfig
-    from pretrain_cli.stages.corpus.build import run as corpus
-    from pretrain_cli.stages.mask.stage import MaskConfig
-    from pretrain_cli.stages.mask.stage import run as mask
-    from pretrain_cli.stages.tokenize.stage import TokenizeConfig
-    from pretrain_cli.stages.tokenize.stage import run as tokenize
-
-    work = args.work / f"wiki{args.articles}-seq{args.max_seq_length}"
-    corpus(CorpusConfig(inputs=[Path("sample:wiki_summaries")], out=work / "docs", limit=args.articles))
-    tokenize(TokenizeConfig(docs=work / "docs", out=work / "tokens", tokenizer=sample_path("minilm")))
-    mask(MaskConfig(tokens=work / "tokens", out=work / "examples", max_seq_length=args.max_seq_length,
-                    dupe_factor=1))
-    return work / "examples"
 
 
 def warmup_steps(steps: int) -> int:
