@@ -377,8 +377,12 @@ def run(cfg: PretrainConfig) -> Manifest:
         from pretrain_cli.stages.finetune import files_input
         from pretrain_cli.training.pairs import read_pairs
 
-        if not worker:
-            read_pairs(cfg.pairs)  # a malformed record stops the run here, before anything is written
+        if not worker:  # a malformed record stops the run here, before anything is written
+            count = len(read_pairs(cfg.pairs)[1][0])
+            if count < cfg.micro_batch_size * cfg.world_size:  # a contrastive batch would repeat pairs
+                raise UserError(f"--pairs {cfg.pairs}: {count} pairs, fewer than one contrastive batch "
+                                f"({cfg.micro_batch_size} × {cfg.world_size} process(es)); add pairs or "
+                                f"lower --micro-batch-size")
         inputs["pairs"] = files_input("pairs", [cfg.pairs])
     out = StageOutput(cfg, cfg.out, inputs=inputs,
                       owned=(FINAL, "tb", "metrics.jsonl", "step-*", "corrupt-step-*"))

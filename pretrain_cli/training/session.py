@@ -9,6 +9,7 @@ and restores the same checkpoint, which process 0 chooses (falling back past dam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -46,7 +47,14 @@ from pretrain_cli.training.checkpoint import (
     step_checkpoints,
     step_dir_name,
 )
-from pretrain_cli.training.data import ContrastSource, MicroBatches, PairExamples, SampleOrder, loader
+from pretrain_cli.training.data import (
+    Batch,
+    ContrastSource,
+    MicroBatches,
+    PairExamples,
+    SampleOrder,
+    loader,
+)
 from pretrain_cli.training.distributed import Dist
 from pretrain_cli.training.flops import attention_length, peak_flops, training_flops_per_token
 from pretrain_cli.training.loop import Engine, LoopSettings, train
@@ -130,8 +138,22 @@ def _oom(cfg: PretrainConfig, device: torch.device, width: int) -> UserError:
                      f"the same run")
 
 
-def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, pad_id: int,
-                  device: torch.device, autocast_dtype: torch.dtype | None) -> None:
+def probe_batch(train_set: PairExamples, contrast: ContrastSource | None, micro: int, pad_id: int) -> Batch:
+    """A micro-batch of the longest examples (and, with pairs, the longest pairs): the most memory
+    a step can ask for."""
+    longest = np.argsort(train_set.lengths(), kind="stable")[-micro:]
+    batch = train_set.collate(longest, pad_id, pad_multiple=8,
+                              segments=contrast is not None and contrast.pairs is None)
+    if contrast is None or contrast.pairs is None:
+        return batch
+    lengths = sum(np.diff(offsets) for _, offsets in contrast.pairs.views)
+    ids, mask = contrast.pairs.collate(np.argsort(lengths, kind="stable")[-micro:], pad_id, pad_multiple=8)
+    return dataclasses.replace(batch, contrast_ids=torch.from_numpy(ids),
+                               contrast_mask=torch.from_numpy(mask), anchors=micro)
+
+
+def _probe_memory(engine: Engine, batch: Batch, cfg: PretrainConfig, device: torch.device,
+                  autocast_dtype: torch.dtype | None) -> None:
     """On CUDA, one forward/backward on the longest examples, so a micro-batch that cannot fit fails
     now, with advice, instead of after hours; the weights, optimizer and RNG are left untouched.
 
@@ -140,8 +162,7 @@ def _probe_memory(engine: Engine, train_set: PairExamples, cfg: PretrainConfig, 
     """
     if device.type != "cuda":
         return
-    longest = np.argsort(train_set.lengths(), kind="stable")[-cfg.micro_batch_size:]
-    batch = train_set.collate(longest, pad_id, pad_multiple=8).to(device)
+    batch = batch.to(device)
     try:
         with torch.random.fork_rng(devices=[device]), sync_gradients(engine.wrapped, True), \
                 torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -250,7 +271,8 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                 f"example {cursor['index']})")
     elif dist.is_main:
         shutil.rmtree(out_dir / "tb", ignore_errors=True)
-    _probe_memory(engine, train_set, cfg, pad_id, device, autocast_dtype)
+    _probe_memory(engine, probe_batch(train_set, contrast, cfg.micro_batch_size, pad_id), cfg, device,
+                  autocast_dtype)
 
     mconf = model.config
     num_parameters = sum(p.numel() for p in model.parameters())

@@ -58,7 +58,8 @@ def test_bad_option_combinations(examples: Path, tmp_path: Path, args: list[str]
 @pytest.mark.parametrize(("content", "needles"), [
     ("anchor,text\na,b\n", ["pairs.csv line 2: no positive column", "name it positive or sent1"]),
     ("sent0,sent1\na,b\nc,\n", ["pairs.csv line 3: no text in the positive column 'sent1'"]),
-], ids=["missing-column", "empty-text"])
+    ("anchor,positive\na,b\nc,d\n", ["pairs.csv: 2 pairs, fewer than one contrastive batch (32 × 1"]),
+], ids=["missing-column", "empty-text", "fewer-than-a-batch"])
 def test_a_bad_pair_file_is_refused_before_anything_is_written(examples: Path, tmp_path: Path, content: str,
                                                                needles: list[str]) -> None:
     pairs = tmp_path / "pairs.csv"

@@ -209,3 +209,27 @@ def test_two_processes_gather_negatives_and_give_the_loss_trace_of_one(
     for name in ("model.safetensors", "projection.safetensors"):
         x, y = load_file(tmp_path / "one" / "final" / name), load_file(tmp_path / "two" / "final" / name)
         assert max(float((x[k] - y[k]).abs().max()) for k in x) < 1e-4, name
+
+
+@pytest.mark.parametrize("with_pairs", [False, True])
+def test_the_memory_probe_batch_holds_the_longest_contrastive_rows(examples: Path, tmp_path: Path,
+                                                                   with_pairs: bool) -> None:
+    """On CUDA a run first trains one step on its most memory-hungry micro-batch; with SimCSE that
+    batch must carry the sentences too, or the probe would pass and the run fail hours later."""
+    from pretrain_cli.training.data import ContrastSource, SampleOrder
+    from pretrain_cli.training.pairs import ContrastPairs
+    from pretrain_cli.training.session import probe_batch
+
+    manifest = read_manifest(examples, "mask")
+    train = PairExamples.from_manifest(manifest, "train", int(manifest.extra["vocab_size"]))
+    pairs = (ContrastPairs.from_file(wiki_pairs(tmp_path / "p.csv"), examples / "tokenizer", 64)
+             if with_pairs else None)
+    contrast = ContrastSource(mlm=True, pairs=pairs, pair_order=SampleOrder(len(pairs), 0) if pairs else None)
+    batch = probe_batch(train, contrast, micro=8, pad_id=0)
+    views = 3 if with_pairs else 1
+    assert batch.anchors == 8 and batch.contrast_ids.shape[0] == 8 * views
+    assert batch.contrast_ids.shape[1] % 8 == 0 and batch.input_ids.shape[1] % 8 == 0
+    assert sorted(batch.attention_mask.sum(1).tolist()) == sorted(train.lengths())[-8:]
+    if pairs is not None:
+        totals = sum(np.diff(offsets) for _, offsets in pairs.views)
+        assert int(batch.contrast_mask.sum()) == int(np.sort(totals)[-8:].sum())
