@@ -1,6 +1,6 @@
 """Sentence embeddings: pooling, SimCSE's projection head, the InfoNCE loss, and encoding texts.
 
-    encoder, tokenizer, pooling = load_encoder(Path("work/simcse/final"))   # pooling recorded there
+    encoder, tokenizer, pooling = load_encoder(Path("work/simcse/final"))   # the pooling recorded there
     vectors = encode_texts(encoder, tokenizer, ["a sentence", "another"], pooling=pooling)  # (2, hidden)
     loss_sum = info_nce(anchors, candidates, temperature=0.05, first_positive=0)
 
@@ -59,10 +59,12 @@ class ProjectionHead(torch.nn.Module):
 def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float,
              first_positive: int) -> torch.Tensor:
     """Summed InfoNCE: anchor i's positive is candidate `first_positive + i`, every other candidate
-    is a negative; similarity is cosine / temperature, computed in fp32."""
-    similarity = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
-    targets = torch.arange(anchors.shape[0], device=anchors.device) + first_positive
-    return F.cross_entropy(similarity / temperature, targets, reduction="sum")
+    is a negative; similarity is cosine / temperature, computed in fp32 (also under autocast, whose
+    bf16 would round logits scaled by 1/temperature = 20 by about 0.1)."""
+    with torch.autocast(anchors.device.type, enabled=False):
+        similarity = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
+        targets = torch.arange(anchors.shape[0], device=anchors.device) + first_positive
+        return F.cross_entropy(similarity / temperature, targets, reduction="sum")
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -82,7 +84,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         import torch.distributed as dist
 
-        grad = grad.contiguous()
+        grad = grad.clone()  # all_reduce works in place: never on a tensor autograd may still hold
         dist.all_reduce(grad, group=ctx.group)
         return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size], None
 
@@ -93,27 +95,38 @@ def gather_with_grad(rows: torch.Tensor, group: object | None) -> torch.Tensor:
 
 
 def recorded_pooling(directory: Path) -> str | None:
-    """The pooling a model directory says it was trained for: ptk's sentence_embedding.json, or a
-    sentence-transformers 1_Pooling/config.json (cls or mean, in its old or new spelling); None if
-    it says nothing."""
+    """The pooling a model directory records: ptk's sentence_embedding.json, or a sentence-transformers
+    1_Pooling/config.json (old `pooling_mode_*_token(s)` flags or the newer `pooling_mode`), as
+    written there (possibly one ptk does not compute, such as max); None if it records none."""
     if (directory / SENTENCE_CONFIG).is_file():
         return str(_record(directory / SENTENCE_CONFIG, "pooling"))
-    if (directory / ST_POOLING).is_file():
-        record = json.loads((directory / ST_POOLING).read_text())
-        mode = record.get("pooling_mode")  # sentence-transformers 5 and later
-        if record.get("pooling_mode_cls_token") or mode == "cls":
-            return "cls"
-        if record.get("pooling_mode_mean_tokens") or mode == "mean":
-            return "mean"
-    return None
+    if not (directory / ST_POOLING).is_file():
+        return None
+    record = json.loads((directory / ST_POOLING).read_text())
+    if "pooling_mode" in record:  # sentence-transformers 5 and later: a name or a list of names
+        mode = record["pooling_mode"]
+        return "+".join(mode) if isinstance(mode, list) else str(mode)
+    flags = [key.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
+             for key, value in record.items() if key.startswith("pooling_mode_") and value is True]
+    return "+".join(flags) or None
 
 
 def recorded_max_seq_length(directory: Path) -> int | None:
-    """The longest input a model directory says it embeds: ptk's sentence_embedding.json, or a
-    sentence-transformers sentence_bert_config.json; None if it says nothing."""
-    for name in (SENTENCE_CONFIG, ST_CONFIG):
-        if (directory / name).is_file():
-            return int(_record(directory / name, "max_seq_length"))
+    """The longest input a model directory says it embeds: ptk's sentence_embedding.json, a
+    sentence-transformers sentence_bert_config.json, or (an MLM checkpoint of `ptk pretrain`, which
+    records no pooling) the length its examples had; None if nothing says."""
+    for path in (directory / SENTENCE_CONFIG, directory / ST_CONFIG):
+        if path.is_file():
+            length = _record(path, "max_seq_length")
+            if not isinstance(length, int) or length < 2:
+                raise UserError(f"{path}: max_seq_length {length!r} is not a length in tokens; write a "
+                                f"whole number of at least 2, or remove the file")
+            return length
+    manifest = directory.parent / "manifest.json"
+    if manifest.is_file() and (directory / "trainer_state.json").is_file():  # CKPT/final or CKPT/step-*
+        record = json.loads(manifest.read_text())
+        if record.get("stage") == "pretrain":
+            return int(record["extra"]["max_seq_length"])
     return None
 
 
@@ -130,27 +143,48 @@ def _record(path: Path, key: str) -> object:
         raise UserError(f"{path}: no {key} in it; fix the file or remove it") from None
 
 
-def load_encoder(directory: Path, device: torch.device | str = "cpu"
-                 ) -> tuple[BertModel, PreTrainedTokenizerBase, str | None]:
-    """The BERT encoder (no heads) of a model directory, its tokenizer, and its recorded pooling.
+def encoder_problem(directory: Path) -> str | None:
+    """Why `directory` is not a BERT model directory ptk can encode with, or None."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        return (f"no config.json in {directory}, so not a model directory; give a `ptk pretrain` output, "
+                f"an HF BERT or sentence-transformers directory, or sample:minilm")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError):
+        return f"{config_path} is not a JSON object; save the model again with save_pretrained"
+    if model_type != "bert":
+        return (f"{config_path} says model_type {model_type!r}; sentence embeddings are computed for BERT "
+                f"models")
+    if not any(directory.glob("*.safetensors")):
+        return (f"no *.safetensors weights in {directory} (ptk loads no pickled weights); re-save the model "
+                f"with save_pretrained(safe_serialization=True)")
+    if not any((directory / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
+        return f"no tokenizer (tokenizer.json or vocab.txt) in {directory}; save the model's tokenizer there"
+    return None
+
+
+def load_encoder(directory: Path, device: torch.device | str = "cpu", pooling: str | None = None
+                 ) -> tuple[BertModel, PreTrainedTokenizerBase, str]:
+    """The BERT encoder (no heads) of a model directory, its tokenizer, and the pooling to use:
+    `pooling` if given, else the one the directory records, else mean.
 
     Reads `ptk pretrain` checkpoints (final/, step-*), plain HF BERT directories and
     sentence-transformers directories whose transformer sits at the top (as `ptk export` writes).
     """
     from transformers import AutoTokenizer, BertModel
 
-    if not (directory / "config.json").is_file():
-        raise UserError(f"{directory}: no config.json there; give a model directory (a `ptk pretrain` "
-                        f"final/ or step-*, an HF BERT directory, or sample:minilm)")
-    config = json.loads((directory / "config.json").read_text())
-    if config.get("model_type") != "bert":
-        raise UserError(f"{directory}: a {config.get('model_type')!r} model; sentence embeddings are "
-                        f"computed for BERT models")
+    if (problem := encoder_problem(directory)) is not None:
+        raise UserError(problem)
+    pooling = pooling or recorded_pooling(directory) or "mean"
+    if pooling not in POOLINGS:
+        raise UserError(f"{directory} records {pooling!r} pooling, which ptk does not compute; pass "
+                        f"--pooling {' or '.join(POOLINGS)} to embed with one of those")
     with quiet_transformers():
         encoder = BertModel.from_pretrained(directory, add_pooling_layer=False, attn_implementation="sdpa",
                                             dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(directory)
-    return encoder.to(device).eval(), tokenizer, recorded_pooling(directory)
+    return encoder.to(device).eval(), tokenizer, pooling
 
 
 @torch.no_grad()

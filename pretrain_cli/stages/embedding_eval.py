@@ -41,7 +41,12 @@ import numpy as np
 from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
 from pretrain_cli.modeling.finetuned import model_files
-from pretrain_cli.modeling.sentence import DEFAULT_MAX_LENGTH, recorded_max_seq_length, sentence_files
+from pretrain_cli.modeling.sentence import (
+    DEFAULT_MAX_LENGTH,
+    encoder_problem,
+    recorded_max_seq_length,
+    sentence_files,
+)
 from pretrain_cli.samples import resolve_input, sample_path
 from pretrain_cli.stages.evaluate import MANIFEST, OWNED, EvaluateConfig, run_names, spread
 from pretrain_cli.stages.finetune import files_input
@@ -149,7 +154,7 @@ def resolve_encoder(run: Path) -> Encoder:
         pretrain = read_manifest(directory.parent, "pretrain")
         if directory.name == pretrain.extra.get("final", "final"):
             shown = directory.parent
-    problem = model_problem(directory)
+    problem = encoder_problem(directory)
     if problem and stage not in (None, "pretrain"):
         hint = "; a full fine-tune's model is in seed-N/model" if stage == "finetune" else ""
         raise UserError(f"{given} holds `ptk {stage}` output, not a model directory; --embeddings reads "
@@ -168,27 +173,6 @@ def manifest_stage(directory: Path) -> str | None:
         return str(json.loads(path.read_text())["stage"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise UserError(f"{path}: unreadable; rerun the stage that wrote it with --force") from None
-
-
-def model_problem(directory: Path) -> str | None:
-    """Why `directory` is not a BERT model directory ptk can encode with, or None."""
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        return (f"no config.json in {directory}, so not a model directory; give a `ptk pretrain` output, "
-                f"an HF BERT or sentence-transformers directory, or sample:minilm")
-    try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except (json.JSONDecodeError, AttributeError):
-        return f"{config_path} is not a JSON object; save the model again with save_pretrained"
-    if model_type != "bert":
-        return (f"{config_path} says model_type {model_type!r}; sentence embeddings are computed for BERT "
-                f"models")
-    if not any(directory.glob("*.safetensors")):
-        return (f"no *.safetensors weights in {directory} (ptk loads no pickled weights); re-save the model "
-                f"with save_pretrained(safe_serialization=True)")
-    if not any((directory / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
-        return f"no tokenizer (tokenizer.json or vocab.txt) in {directory}; save the model's tokenizer there"
-    return None
 
 
 def encoder_names(encoders: list[Encoder]) -> list[str]:
@@ -222,7 +206,11 @@ def seed_group_key(encoder: Encoder) -> str | None:
     unhashed = {f.name for f in fields if not f.metadata.get("hashed", True)}
     manifest = encoder.pretrain
     config = {k: v for k, v in manifest.config.items() if k not in unhashed and k != "seed"}
+    # SimCSE's negatives are the micro-batches of every process: runs that differ there differ
+    contrastive = ("simcse" in str(manifest.extra.get("objective"))
+                   and manifest.config["micro_batch_size"] * manifest.stats["world_size"])
     return json.dumps({"config": config, "global_batch": manifest.extra.get("global_batch"),
+                       "contrastive_batch": contrastive,
                        "inputs": manifest.inputs, "checkpoint": encoder.model_dir.name}, sort_keys=True)
 
 
@@ -437,9 +425,10 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def top_pairs(scores: np.ndarray) -> np.ndarray:
-    """Which pairs score in the top STS_TOP of the file's score range."""
+    """Which pairs score above the bottom 1 - STS_TOP of the file's score range (SimCSE: STS-B > 4);
+    every pair when all scores are equal."""
     low, high = float(scores.min()), float(scores.max())
-    return scores >= high - STS_TOP * (high - low)
+    return scores > high - STS_TOP * (high - low) if high > low else np.ones(len(scores), dtype=bool)
 
 
 # Scoring a run.
@@ -450,9 +439,9 @@ def score_encoder(encoder: Encoder, name: str, pooling_option: str, data: EvalDa
     from pretrain_cli.modeling.sentence import encode_texts, load_encoder
 
     started = time.perf_counter()
-    model, tokenizer, recorded = load_encoder(encoder.model_dir,
-                                              "cuda" if torch.cuda.is_available() else "cpu")
-    pooling = (recorded or "mean") if pooling_option == "auto" else pooling_option
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tokenizer, pooling = load_encoder(encoder.model_dir, device,
+                                             pooling=None if pooling_option == "auto" else pooling_option)
     length = max_length(encoder.model_dir)
 
     def encode(texts: list[str]) -> np.ndarray:

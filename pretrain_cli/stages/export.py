@@ -177,8 +177,8 @@ def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manife
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: no such directory; pass a `ptk pretrain` output, one of its "
                         f"checkpoints, or an HF BERT model directory")
-    encoder, _, recorded = load_encoder(model_dir)  # refuses what is not a BERT model directory
-    pooling = cfg.pooling or recorded or "mean"
+    # refuses what is not a BERT model directory, or a pooling ptk does not compute
+    encoder, _, pooling = load_encoder(model_dir, pooling=cfg.pooling)
     max_seq_length = cfg.max_seq_length or recorded_max_seq_length(model_dir) or DEFAULT_MAX_LENGTH
     positions = encoder.config.max_position_embeddings
     if max_seq_length > positions:

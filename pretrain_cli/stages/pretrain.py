@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 FINAL = "final"
 BUDGET = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+CONTRASTIVE = ("simcse", "mlm+simcse")
+SIMCSE_OPTIONS = {"temperature": 0.05, "pooling": "mean", "simcse_weight": 1.0}  # and their defaults
 
 
 def budget_seconds(text: str) -> float:
@@ -91,7 +93,8 @@ class PretrainConfig(StageConfig):
                              "processes); ignored with --global-batch.", hashed=False)
     global_batch: int = option(0, "Pairs per optimizer step; the accumulation becomes global ÷ (micro × "
                                "processes), so a resume on another process count keeps it (0: micro × "
-                               "accum × processes).", hashed=False)
+                               "accum × processes; SimCSE's negatives are micro × processes, which a resume "
+                               "must keep).", hashed=False)
     optimizer: Literal["adamw", "lamb"] = option(
         "adamw", "adamw (fused on CUDA) or lamb (large batches, as NVIDIA's BERT).")
     learning_rate: float = option(5e-4, "Peak learning rate.")
@@ -150,10 +153,21 @@ class PretrainConfig(StageConfig):
     def accumulation(self) -> int:
         return self.resolved_global_batch // (self.micro_batch_size * self.world_size)
 
+    @property
+    def contrastive(self) -> bool:
+        return self.objective in CONTRASTIVE
+
     def hashed_dict(self) -> dict[str, Any]:
         # the global batch, not how it is split over processes and micro-batches, defines the run,
-        # so a resume on another number of processes or a smaller micro-batch is the same run
-        return {**super().hashed_dict(), "global_batch": self.resolved_global_batch}
+        # so a resume on another number of processes or a smaller micro-batch is the same run;
+        # except for SimCSE, whose negatives are the micro-batches of every process
+        values = {**super().hashed_dict(), "global_batch": self.resolved_global_batch}
+        if self.contrastive:
+            values["contrastive_batch"] = self.micro_batch_size * self.world_size
+        else:  # so runs made before SimCSE existed stay up to date
+            for name in SIMCSE_OPTIONS:
+                values.pop(name)
+        return values
 
     def problems(self) -> list[str]:
         found = []
@@ -177,7 +191,11 @@ class PretrainConfig(StageConfig):
             found.append("--dropout must be in [0, 1)")
         if self.learning_rate <= 0:
             found.append("--learning-rate must be above 0")
-        contrastive = self.objective in ("simcse", "mlm+simcse")
+        contrastive = self.contrastive
+        if not contrastive:
+            found += [f"--{name.replace('_', '-')} goes with --objective simcse or mlm+simcse; add one or "
+                      f"drop it" for name, default in SIMCSE_OPTIONS.items()
+                      if getattr(self, name) != default]
         if self.temperature <= 0:
             found.append("--temperature must be above 0")
         if self.simcse_weight <= 0:
@@ -379,7 +397,7 @@ def run(cfg: PretrainConfig) -> Manifest:
 
         if not worker:  # a malformed record stops the run here, before anything is written
             count = len(read_pairs(cfg.pairs)[1][0])
-            if count < cfg.micro_batch_size * cfg.world_size:  # a contrastive batch would repeat pairs
+            if count < cfg.micro_batch_size * cfg.world_size:  # every batch would repeat pairs
                 raise UserError(f"--pairs {cfg.pairs}: {count} pairs, fewer than one contrastive batch "
                                 f"({cfg.micro_batch_size} × {cfg.world_size} process(es)); add pairs or "
                                 f"lower --micro-batch-size")

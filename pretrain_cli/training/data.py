@@ -56,6 +56,11 @@ class Batch:
     contrast_ids: torch.Tensor  # (R, L') int64 unmasked sentences, view-major; (0, 0) without SimCSE
     contrast_mask: torch.Tensor  # (R, L') int64 attention mask of contrast_ids
     anchors: int = 0  # contrastive anchors (sentences whose positive is to be found) in this batch
+    positions: int = -1  # padded positions the encoder reads, every pass counted (-1: input_ids' size)
+
+    def __post_init__(self) -> None:
+        if self.positions < 0:
+            self.positions = self.input_ids.numel()
 
     @property
     def size(self) -> int:
@@ -359,16 +364,17 @@ class MicroBatches(torch.utils.data.Dataset):
                                       pad_multiple=self.pad_multiple, segments=segments)
         if contrast is None:
             return batch
-        read = batch.tokens if contrast.mlm else 0
+        read, padded_read = (batch.tokens, batch.input_ids.numel()) if contrast.mlm else (0, 0)
         if contrast.pairs is None:  # each first segment is encoded twice
-            return dataclasses.replace(batch, tokens=read + 2 * int(batch.contrast_mask.sum()))
+            return dataclasses.replace(batch, tokens=read + 2 * int(batch.contrast_mask.sum()),
+                                       positions=padded_read + 2 * batch.contrast_mask.numel())
         assert contrast.pair_order is not None
         position = self.start + step * self.per_step + slice_index * self.micro
         ids, mask = contrast.pairs.collate(contrast.pair_order.take(position, self.micro), self.pad_id,
                                            self.pad_multiple)
         return dataclasses.replace(batch, contrast_ids=torch.from_numpy(ids),
                                    contrast_mask=torch.from_numpy(mask), anchors=self.micro,
-                                   tokens=read + int(mask.sum()))
+                                   tokens=read + int(mask.sum()), positions=padded_read + mask.size)
 
 
 def loader(batches: MicroBatches, *, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:

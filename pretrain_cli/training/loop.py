@@ -91,7 +91,7 @@ def _step_counts(micro: list[Batch], dist: Dist, elapsed_s: float) -> list[float
     """
     counts = torch.tensor([sum(b.masked for b in micro), sum(b.nsp_labels.numel() for b in micro),
                            sum(b.anchors for b in micro), sum(b.tokens for b in micro),
-                           sum(b.input_ids.numel() for b in micro),
+                           sum(b.positions for b in micro),
                            elapsed_s if dist.is_main else 0.0], dtype=torch.float64)
     return all_reduce_sum(counts).tolist()
 

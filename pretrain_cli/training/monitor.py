@@ -30,7 +30,7 @@ SCALARS = ("loss", "mlm_loss", "nsp_loss", "simcse_loss", "lr", "tokens_per_s", 
 
 
 def loss_parts(record: dict[str, Any]) -> str:
-    """'mlm 2.1000, nsp 0.3000': the parts of a record's loss that were trained (mlm at least)."""
+    """'mlm 2.1000, nsp 0.3000': the parts of a record's loss that are not zero (mlm if none is)."""
     parts = [(name, record.get(f"{name}_loss")) for name in ("mlm", "nsp", "simcse")]
     shown = [(name, value) for name, value in parts if value]
     return ", ".join(f"{name} {value:.4f}" for name, value in shown or parts[:1])

@@ -235,6 +235,9 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                                   views=pairs.view_count if pairs else 1, group=distributed.side_group())
         contrast = ContrastSource(mlm=objective == "mlm+simcse", pairs=pairs,
                                   pair_order=SampleOrder(len(pairs), cfg.seed) if pairs else None)
+        if pairs is None and cfg.dropout == 0 and dist.is_main:
+            say("pretrain: warning: --dropout 0 with unsupervised SimCSE makes each sentence's positive "
+                "identical to it; the loss then only pushes sentences apart")
     engine, fresh = _build_engine(cfg, facts, init, objective, contrastive, dist, device, autocast_dtype)
     loss_model, model = engine.loss_model, engine.loss_model.model
     budget_s = budget_seconds(cfg.budget)
@@ -283,8 +286,9 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
              "max_position_embeddings": mconf.max_position_embeddings}
     mean_tokens = train_set.total_tokens() / len(train_set)
     masked_fraction = train_set.masked_fraction()
-    # tokens read for SimCSE pass no MLM head: with mlm+simcse about half the tokens read are the
-    # masked examples (their first segments, read twice, are the other half), an estimate for MFU
+    # tokens read for SimCSE pass no MLM head: with mlm+simcse roughly half the tokens read are the
+    # masked examples (pair examples' first segments, read twice, are about the other half; a rough
+    # estimate for MFU only, as is the attention length, taken from the examples)
     mlm_share = {"simcse": 0.0, "mlm+simcse": 0.5}.get(objective, 1.0)
     flops_per_token = training_flops_per_token(
         layers=mconf.num_hidden_layers, hidden=mconf.hidden_size, intermediate=mconf.intermediate_size,
@@ -391,7 +395,8 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                  "max_seq_length": facts.max_seq_length, "model": shape, "num_parameters": num_parameters,
                  "freshly_initialised": fresh, "global_batch": global_batch, "objective": objective,
                  "flops_per_token": flops_per_token, "precision": precision, "final": FINAL,
-                 "sentence_embedding": sentence}
+                 "sentence_embedding": sentence,
+                 "contrastive_batch": cfg.micro_batch_size * dist.world_size if contrastive else None}
         losses = (f"loss {record['loss']:.4f} ({loss_parts(record)})" if record["loss"] is not None
                   else "no step left to train")
         say(f"pretrain: {state.step} steps, {state.tokens:,} tokens, {losses}, "

@@ -140,8 +140,9 @@ def test_spearman_and_the_top_of_the_score_range() -> None:
     # ties share their mean rank: x ranks 1.5 1.5 3 4, y ranks 1 2 3 4
     assert spearman(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0])) == \
         pytest.approx(np.corrcoef([1.5, 1.5, 3, 4], [1, 2, 3, 4])[0, 1])
-    assert top_pairs(gold).tolist() == [False, False, False, True, True, True]  # ≥ 4 of 0–5
-    assert top_pairs(np.array([1.0, 2.0, 3.0])).tolist() == [False, False, True]  # ≥ 2.6 of 1–3
+    assert top_pairs(gold).tolist() == [False, False, False, False, True, True]  # > 4 of 0–5, as SimCSE
+    assert top_pairs(np.array([1.0, 2.0, 3.0])).tolist() == [False, False, True]  # > 2.6 of 1–3
+    assert top_pairs(np.array([3.0, 3.0])).tolist() == [True, True]  # one score: every pair
 
 
 # STS files.

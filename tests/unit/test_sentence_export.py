@@ -182,6 +182,14 @@ def bad_run(kind: str, root: Path, ckpt: Path) -> Path:
         (directory / "config.json").write_text('{"model_type": "gpt2"}')
     elif kind == "finetune-seed":
         (directory / "ptk_method.json").write_text("{}")
+    elif kind in ("no-weights", "max-pooling", "null-length"):  # a real model, then spoiled
+        for file in ckpt.iterdir():
+            if file.is_file() and not (kind == "no-weights" and file.suffix == ".safetensors"):
+                (directory / file.name).write_bytes(file.read_bytes())
+        record = {"max-pooling": '{"pooling": "max", "max_seq_length": 64}',
+                  "null-length": '{"pooling": "cls", "max_seq_length": null}'}.get(kind)
+        if record:
+            (directory / "sentence_embedding.json").write_text(record)
     return directory
 
 
@@ -193,6 +201,9 @@ def bad_run(kind: str, root: Path, ckpt: Path) -> Path:
     ("finetune-seed", ("fine-tune", "--merge --out")),
     ("plain-export", ("fine-tune",)),
     ("other-stage", ("`ptk mask` output", "not a model")),
+    ("no-weights", ("no *.safetensors weights",)),
+    ("max-pooling", ("records 'max' pooling, which ptk does not compute", "--pooling cls or mean")),
+    ("null-length", ("max_seq_length None is not a length in tokens",)),
 ])
 def test_what_is_not_an_encoder_is_refused(simcse_ckpt: Path, tmp_path: Path, kind: str,
                                            needles: tuple[str, ...]) -> None:

@@ -102,6 +102,7 @@ def test_simcse_trains_and_keeps_its_head_out_of_the_model(simcse_run: Path) -> 
 
     trace = [r["simcse_loss"] for r in records(simcse_run)]
     assert all(r["mlm_loss"] == 0 and r["nsp_loss"] == 0 for r in records(simcse_run))
+    assert all(0 <= r["padding"] < 0.5 for r in records(simcse_run))  # of the sentences read
     assert trace[-1] < trace[0] / 2  # an easy task at batch 8: the loss falls fast
     final = simcse_run / "final"
     assert json.loads((final / "sentence_embedding.json").read_text()) == {"pooling": "mean",
@@ -177,6 +178,16 @@ def test_contrastive_options_are_checked_before_anything_runs(examples: Path, tm
     message = str(caught.value)
     for needle in ("--strategy fsdp: --objective simcse trains under DDP only; pass --strategy ddp",):
         assert needle in message
+    with pytest.raises(UserError, match="--temperature goes with --objective simcse or mlm\\+simcse"):
+        PretrainConfig(examples=examples, out=tmp_path / "o", objective="mlm", temperature=0.1).validate()
+    # runs without SimCSE hash as before it existed (so they stay up to date); SimCSE runs hash
+    # their contrastive batch, which a resume on another process count would change
+    mlm = PretrainConfig(examples=examples, out=tmp_path / "o")
+    assert not {"temperature", "pooling", "simcse_weight", "contrastive_batch"} & set(mlm.hashed_dict())
+    simcse = PretrainConfig(examples=examples, out=tmp_path / "o", objective="simcse", micro_batch_size=16)
+    assert simcse.hashed_dict()["contrastive_batch"] == 16
+    assert simcse.config_hash() != PretrainConfig(examples=examples, out=tmp_path / "o", objective="simcse",
+                                                  micro_batch_size=8, grad_accum=2).config_hash()
     with pytest.raises(UserError, match="no such file"):
         PretrainConfig(examples=examples, out=tmp_path / "o", objective="simcse",
                        pairs=tmp_path / "missing.csv").validate()
