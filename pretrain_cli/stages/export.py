@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import say
@@ -55,6 +55,13 @@ class ExportConfig(StageConfig):
     max_seq_length: int | None = option(
         None, "--sentence-transformers: longest input in tokens (longer ones are cut); default: the length "
               "the run recorded, 128 if it recorded none.")
+
+    def hashed_dict(self) -> dict[str, Any]:
+        values = super().hashed_dict()
+        if self.sentence_transformers is None:  # so exports made before this option stay up to date
+            values.pop("pooling")
+            values.pop("max_seq_length")
+        return values
 
     @property
     def destination(self) -> Path:

@@ -159,6 +159,11 @@ def test_a_simcse_run_exports_its_final_checkpoint(tmp_path_factory: pytest.Temp
     assert from_step.extra["source"] == str(step)
 
 
+def test_plain_exports_hash_as_before_the_sentence_options(tmp_path: Path) -> None:
+    plain = ExportConfig(run=tmp_path, out=tmp_path / "o", merge=True)
+    assert set(plain.hashed_dict()) == {"run", "seed", "merge"}
+
+
 def test_pooling_choices_are_the_library_s() -> None:
     hint = typing.get_type_hints(ExportConfig)["pooling"]
     assert typing.get_args(typing.get_args(hint)[0]) == POOLINGS
