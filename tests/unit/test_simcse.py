@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from safetensors.torch import load_file
 
 from pretrain_cli.errors import UserError
 from pretrain_cli.modeling.sentence import info_nce
-from pretrain_cli.samples import sample_path
 from pretrain_cli.stages.pretrain import PretrainConfig, run
 from pretrain_cli.store import read_manifest
 from pretrain_cli.training.data import PairExamples
@@ -74,9 +72,10 @@ def test_unsupervised_sentences_are_each_examples_first_segment_unmasked(example
 def wiki_pairs(path: Path, count: int = 120, negatives: bool = True) -> Path:
     """Real supervised pairs: a Wikipedia article's short description and its lead's first sentence
     (and another article's first sentence as a hard negative)."""
-    summaries = json.loads(sample_path("wiki_summaries").read_text())
-    rows = [(v["description"], re.split(r"(?<=[.!?])\s+", v["extract"].strip())[0])
-            for v in summaries.values() if v.get("description") and v.get("extract")][:count]
+    from pretrain_cli.stages.embedding_eval import description_pairs
+    from pretrain_cli.tasks import TaskSource, load_task
+
+    rows = description_pairs(load_task(TaskSource(task="wiki_topics")).train[:count + 20])[:count]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["anchor", "positive", *(["negative"] if negatives else [])])
