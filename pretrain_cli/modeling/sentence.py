@@ -28,6 +28,8 @@ from pretrain_cli.errors import UserError
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerBase
 
+    from pretrain_cli.store import Manifest
+
 POOLINGS = ("cls", "mean")
 SENTENCE_CONFIG = "sentence_embedding.json"  # {"pooling": ..., "max_seq_length": ...} beside the weights
 HEAD_PREFIX = "projection."  # the training-only head's weight names in a loss module's state dict
@@ -144,24 +146,67 @@ def _record(path: Path, key: str) -> object:
 
 
 def encoder_problem(directory: Path) -> str | None:
-    """Why `directory` is not a BERT model directory ptk can encode with, or None."""
+    """Why `directory` is not a BERT model directory ptk can encode with (to follow its name), or None."""
     config_path = directory / "config.json"
     if not config_path.is_file():
-        return (f"no config.json in {directory}, so not a model directory; give a `ptk pretrain` output, "
-                f"an HF BERT or sentence-transformers directory, or sample:minilm")
+        return ("no config.json, so not a model directory; give a `ptk pretrain` output, an HF BERT or "
+                "sentence-transformers directory, or sample:minilm")
     try:
         model_type = json.loads(config_path.read_text()).get("model_type")
     except (json.JSONDecodeError, AttributeError):
-        return f"{config_path} is not a JSON object; save the model again with save_pretrained"
+        return "config.json is not a JSON object; save the model again with save_pretrained"
     if model_type != "bert":
-        return (f"{config_path} says model_type {model_type!r}; sentence embeddings are computed for BERT "
-                f"models")
+        return f"config.json says model_type {model_type!r}; sentence embeddings are computed for BERT models"
     if not any(directory.glob("*.safetensors")):
-        return (f"no *.safetensors weights in {directory} (ptk loads no pickled weights); re-save the model "
-                f"with save_pretrained(safe_serialization=True)")
+        return ("no *.safetensors weights (ptk loads no pickled weights); re-save the model with "
+                "save_pretrained(safe_serialization=True)")
     if not any((directory / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
-        return f"no tokenizer (tokenizer.json or vocab.txt) in {directory}; save the model's tokenizer there"
+        return "no tokenizer (tokenizer.json or vocab.txt); save the model's tokenizer there"
     return None
+
+
+def find_encoder(run: Path) -> tuple[Path, Path, Manifest | None]:
+    """(the model directory a RUN names, the directory that names it, its `ptk pretrain` manifest or
+    None): a pretrain output stands for its final/ (and CKPT/final for CKPT); a checkpoint, an HF
+    BERT or sentence-transformers directory (one `ptk export` wrote included) for itself.
+    Fine-tunes are refused: their weights answer a task rather than embed sentences."""
+    from pretrain_cli.modeling.finetuned import METHOD_RECORD
+    from pretrain_cli.store import read_manifest
+
+    if not run.is_dir():
+        raise UserError(f"{run}: no such directory")
+    stage, extra = _stage(run)
+    if stage == "finetune" or (run / METHOD_RECORD).is_file() or (stage == "export" and "task" in extra):
+        base = f" ({extra['model']})" if "model" in extra else ""
+        raise UserError(f"{run}: a fine-tune, whose weights answer a task rather than embed sentences; use "
+                        f"the model it was fine-tuned from{base}, or export the fine-tune itself as a plain "
+                        f"model with `ptk export --merge --out DIR`")
+    if stage not in (None, "pretrain", "export"):
+        raise UserError(f"{run} holds `ptk {stage}` output, not a model; pass a `ptk pretrain` output, one "
+                        f"of its checkpoints, an HF BERT or sentence-transformers directory")
+    directory, shown, pretrain = run, run, None
+    if stage == "pretrain":
+        pretrain = read_manifest(run, "pretrain")
+        directory = run / pretrain.extra.get("final", "final")
+    elif stage is None and _stage(run.parent)[0] == "pretrain":  # CKPT/final or CKPT/step-*
+        pretrain = read_manifest(run.parent, "pretrain")
+        if run.name == pretrain.extra.get("final", "final"):
+            shown = run.parent
+    if (problem := encoder_problem(directory)) is not None:
+        raise UserError(f"{directory}: {problem}")
+    return directory, shown, pretrain
+
+
+def _stage(directory: Path) -> tuple[str | None, dict]:
+    """(the stage whose manifest.json is in `directory`, its extra), or (None, {})."""
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return None, {}
+    try:
+        record = json.loads(path.read_text())
+        return str(record["stage"]), dict(record.get("extra") or {})
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: unreadable; rerun the stage that wrote it with --force") from None
 
 
 def load_encoder(directory: Path, device: torch.device | str = "cpu", pooling: str | None = None
@@ -175,7 +220,7 @@ def load_encoder(directory: Path, device: torch.device | str = "cpu", pooling: s
     from transformers import AutoTokenizer, BertModel
 
     if (problem := encoder_problem(directory)) is not None:
-        raise UserError(problem)
+        raise UserError(f"{directory}: {problem}")
     pooling = pooling or recorded_pooling(directory) or "mean"
     if pooling not in POOLINGS:
         raise UserError(f"{directory} records {pooling!r} pooling, which ptk does not compute; pass "

@@ -43,14 +43,14 @@ from pretrain_cli.errors import UserError
 from pretrain_cli.modeling.finetuned import model_files
 from pretrain_cli.modeling.sentence import (
     DEFAULT_MAX_LENGTH,
-    encoder_problem,
+    find_encoder,
     recorded_max_seq_length,
     sentence_files,
 )
 from pretrain_cli.samples import resolve_input, sample_path
-from pretrain_cli.stages.evaluate import MANIFEST, OWNED, EvaluateConfig, run_names, spread
+from pretrain_cli.stages.evaluate import OWNED, EvaluateConfig, run_names, spread
 from pretrain_cli.stages.finetune import files_input
-from pretrain_cli.store import Manifest, StageOutput, atomic_write_bytes, atomic_write_json, read_manifest
+from pretrain_cli.store import Manifest, StageOutput, atomic_write_bytes, atomic_write_json
 from pretrain_cli.tasks import Example, TaskData, TaskSource, hash_subset, load_task
 from pretrain_cli.tasks.data import text_hash
 from pretrain_cli.tasks.files import number, read_delimited, read_json
@@ -140,39 +140,8 @@ def embedding_problems(cfg: EvaluateConfig) -> list[str]:
 
 def resolve_encoder(run: Path) -> Encoder:
     """The model directory a RUN names, and the `ptk pretrain` run it belongs to (if any)."""
-    given = str(run)
-    directory = resolve_input(run)
-    if not directory.is_dir():
-        raise UserError(f"{given}: no such directory")
-    pretrain = None
-    shown = directory
-    stage = manifest_stage(directory)  # `ptk export` writes model directories with a manifest too
-    if stage == "pretrain":
-        pretrain = read_manifest(directory, "pretrain")
-        directory = directory / pretrain.extra.get("final", "final")
-    elif stage is None and manifest_stage(directory.parent) == "pretrain":  # CKPT/final or CKPT/step-*
-        pretrain = read_manifest(directory.parent, "pretrain")
-        if directory.name == pretrain.extra.get("final", "final"):
-            shown = directory.parent
-    problem = encoder_problem(directory)
-    if problem and stage not in (None, "pretrain"):
-        hint = "; a full fine-tune's model is in seed-N/model" if stage == "finetune" else ""
-        raise UserError(f"{given} holds `ptk {stage}` output, not a model directory; --embeddings reads "
-                        f"`ptk pretrain` outputs, HF BERT and sentence-transformers directories{hint}")
-    if problem:
-        raise UserError(f"{given}: {problem}")
-    return Encoder(given=given, model_dir=directory, shown=shown, pretrain=pretrain)
-
-
-def manifest_stage(directory: Path) -> str | None:
-    """The stage whose manifest.json is in `directory`, or None where there is none."""
-    path = directory / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return str(json.loads(path.read_text())["stage"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise UserError(f"{path}: unreadable; rerun the stage that wrote it with --force") from None
+    model_dir, shown, pretrain = find_encoder(resolve_input(run))
+    return Encoder(given=str(run), model_dir=model_dir, shown=shown, pretrain=pretrain)
 
 
 def encoder_names(encoders: list[Encoder]) -> list[str]:

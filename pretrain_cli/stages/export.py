@@ -21,7 +21,6 @@ tokens when it recorded none); see `modeling.sentence_export` for the files.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -141,37 +140,12 @@ def export_finetune(cfg: ExportConfig) -> Manifest:
                              "source": str(cfg.run)})
 
 
-def encoder_dir(run: Path) -> Path:
-    """The model directory --sentence-transformers reads for RUN: a `ptk pretrain` output's final/,
-    or RUN itself (a checkpoint, an HF or sentence-transformers directory); fine-tunes are refused."""
-    from pretrain_cli.modeling.finetuned import METHOD_RECORD
-
-    stage, extra = None, {}
-    if (run / MANIFEST).is_file():
-        try:
-            record = json.loads((run / MANIFEST).read_text())
-            stage, extra = record["stage"], record["extra"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{run / MANIFEST}: unreadable manifest; pass a finished `ptk pretrain` output, "
-                            f"one of its checkpoints, or an HF BERT model directory") from None
-    if stage == "finetune" or (run / METHOD_RECORD).is_file() or (stage == "export" and "task" in extra):
-        base = f" ({extra['model']})" if "model" in extra else ""
-        raise UserError(f"{run}: a fine-tune, whose weights answer a task rather than embed sentences; "
-                        f"export the model it was fine-tuned from{base} with --sentence-transformers, or "
-                        f"the fine-tune itself as a plain model with --merge --out DIR")
-    if stage == "pretrain":
-        return run / "final"
-    if stage not in (None, "export"):
-        raise UserError(f"{run} holds `ptk {stage}` output, not a model; pass a `ptk pretrain` output, one "
-                        f"of its checkpoints, or an HF BERT model directory")
-    return run
-
-
 def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manifest:
     """--sentence-transformers: the run's encoder with its pooling, as a sentence-transformers model."""
     from pretrain_cli.modeling.finetuned import model_files
     from pretrain_cli.modeling.sentence import (
         DEFAULT_MAX_LENGTH,
+        find_encoder,
         load_encoder,
         recorded_max_seq_length,
         sentence_files,
@@ -180,12 +154,8 @@ def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manife
     from pretrain_cli.samples import resolve_input
     from pretrain_cli.stages.finetune import files_input
 
-    model_dir = encoder_dir(resolve_input(cfg.run))
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: no such directory; pass a `ptk pretrain` output, one of its "
-                        f"checkpoints, or an HF BERT model directory")
-    # refuses what is not a BERT model directory, or a pooling ptk does not compute
-    encoder, _, pooling = load_encoder(model_dir, pooling=cfg.pooling)
+    model_dir = find_encoder(resolve_input(cfg.run))[0]  # refuses what is not a BERT encoder
+    encoder, _, pooling = load_encoder(model_dir, pooling=cfg.pooling)  # or a pooling ptk lacks
     max_seq_length = cfg.max_seq_length or recorded_max_seq_length(model_dir) or DEFAULT_MAX_LENGTH
     positions = encoder.config.max_position_embeddings
     if max_seq_length > positions:

@@ -281,7 +281,7 @@ def test_runs_written_by_other_stages(tmp_path: Path) -> None:
     finetune = tmp_path / "ft"
     finetune.mkdir()
     (finetune / "manifest.json").write_text('{"stage": "finetune"}')
-    with pytest.raises(UserError, match=r"holds `ptk finetune` output.*seed-N/model"):
+    with pytest.raises(UserError, match=r"a fine-tune, whose weights answer a task.*--merge --out"):
         resolve_encoder(finetune)
     (finetune / "manifest.json").write_text("{")
     with pytest.raises(UserError, match="unreadable"):
