@@ -101,7 +101,8 @@ def test_a_micro_batch_too_big_for_the_gpu_is_refused_with_advice(
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     cfg = PretrainConfig(examples=Path("examples"), out=Path("ckpt"), micro_batch_size=64, grad_accum=2)
     with pytest.raises(UserError) as caught:
-        session._probe_memory(engine, train_set, cfg, 0, torch.device("cuda", 0), None)
+        batch = session.probe_batch(train_set, None, 64, 0)
+        session._probe_memory(engine, batch, cfg, torch.device("cuda", 0), None)
     message = str(caught.value)
     assert "--micro-batch-size 64 does not fit in the GPU's 16 GiB" in message
     assert "--grad-accum" in message and "\n" not in message
