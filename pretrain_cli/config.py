@@ -73,9 +73,15 @@ class StageConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def inactive(self) -> tuple[str, ...]:
+        """Fields that do not apply to this run's mode (another objective's options, say); stages
+        extend this. They stay out of the hash, so a mode's new options leave older outputs up to date."""
+        return ()
+
     def hashed_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name))
-                for f in dataclasses.fields(self) if f.metadata.get("hashed", True)}
+        inactive = set(self.inactive())
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.metadata.get("hashed", True) and f.name not in inactive}
 
     def config_hash(self) -> str:
         blob = json.dumps({"stage": self.stage, **self.hashed_dict()}, sort_keys=True)

@@ -114,12 +114,8 @@ class EvaluateConfig(StageConfig):
             problems.append("--batch-size must be at least 1")
         return problems
 
-    def hashed_dict(self) -> dict[str, Any]:
-        values = super().hashed_dict()
-        if not self.embeddings:  # so reports written before --embeddings existed stay up to date
-            for name in EMBEDDING_OPTIONS:
-                values.pop(name)
-        return values
+    def inactive(self) -> tuple[str, ...]:
+        return () if self.embeddings else EMBEDDING_OPTIONS
 
 
 def read_run(path: Path) -> Manifest:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pretrain_cli.config import StageConfig, option
 from pretrain_cli.console import say
 from pretrain_cli.errors import UserError
-from pretrain_cli.store import Manifest, StageOutput, read_manifest
+from pretrain_cli.store import Manifest, StageOutput, files_input, read_manifest
 from pretrain_cli.store.manifest import MANIFEST
 from pretrain_cli.store.output import PROGRESS
 
@@ -55,12 +55,8 @@ class ExportConfig(StageConfig):
         None, "--sentence-transformers: longest input in tokens (longer ones are cut); default: the length "
               "the run recorded, 128 if it recorded none.")
 
-    def hashed_dict(self) -> dict[str, Any]:
-        values = super().hashed_dict()
-        if self.sentence_transformers is None:  # so exports made before this option stay up to date
-            values.pop("pooling")
-            values.pop("max_seq_length")
-        return values
+    def inactive(self) -> tuple[str, ...]:
+        return ("pooling", "max_seq_length") if self.sentence_transformers is None else ()
 
     @property
     def destination(self) -> Path:
@@ -152,7 +148,6 @@ def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manife
     )
     from pretrain_cli.modeling.sentence_export import POOLING_DIR, write_sentence_transformers
     from pretrain_cli.samples import resolve_input
-    from pretrain_cli.stages.finetune import files_input
 
     model_dir = find_encoder(resolve_input(cfg.run))[0]  # refuses what is not a BERT encoder
     encoder, _, pooling = load_encoder(model_dir, pooling=cfg.pooling)  # or a pooling ptk lacks

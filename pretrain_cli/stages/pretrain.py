@@ -32,7 +32,7 @@ from pretrain_cli.modeling.presets import (
     shape_problems,
 )
 from pretrain_cli.samples import resolve_input
-from pretrain_cli.store import Manifest, StageOutput, read_manifest
+from pretrain_cli.store import Manifest, StageOutput, files_input, read_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -164,10 +164,10 @@ class PretrainConfig(StageConfig):
         values = {**super().hashed_dict(), "global_batch": self.resolved_global_batch}
         if self.contrastive:
             values["contrastive_batch"] = self.micro_batch_size * self.world_size
-        else:  # so runs made before SimCSE existed stay up to date
-            for name in SIMCSE_OPTIONS:
-                values.pop(name)
         return values
+
+    def inactive(self) -> tuple[str, ...]:
+        return () if self.contrastive else tuple(SIMCSE_OPTIONS)
 
     def problems(self) -> list[str]:
         found = []
@@ -392,7 +392,6 @@ def run(cfg: PretrainConfig) -> Manifest:
     # step-* directories are this stage's too: --force must clear them with the rest
     inputs = {"examples": examples}
     if cfg.pairs is not None:  # their content, not their path, is part of what the run is
-        from pretrain_cli.stages.finetune import files_input
         from pretrain_cli.training.pairs import read_pairs
 
         if not worker:  # a malformed record stops the run here, before anything is written
