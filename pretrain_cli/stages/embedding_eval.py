@@ -49,8 +49,7 @@ from pretrain_cli.modeling.sentence import (
 )
 from pretrain_cli.samples import resolve_input, sample_path
 from pretrain_cli.stages.evaluate import OWNED, EvaluateConfig, run_names, spread
-from pretrain_cli.stages.finetune import files_input
-from pretrain_cli.store import Manifest, StageOutput, atomic_write_bytes, atomic_write_json
+from pretrain_cli.store import Manifest, StageOutput, atomic_write_bytes, atomic_write_json, files_input
 from pretrain_cli.tasks import Example, TaskData, TaskSource, hash_subset, load_task
 from pretrain_cli.tasks.data import text_hash
 from pretrain_cli.tasks.files import number, read_delimited, read_json

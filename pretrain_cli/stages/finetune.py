@@ -39,11 +39,10 @@ from pretrain_cli.modeling.methods import MethodConfig
 from pretrain_cli.samples import resolve_input
 from pretrain_cli.store import (
     Manifest,
-    ShardInfo,
     StageOutput,
     atomic_write_bytes,
     atomic_write_json,
-    file_sha256,
+    files_input,
 )
 from pretrain_cli.tasks import TaskData, TaskSource, hash_subset, load_task, task_problems
 
@@ -164,14 +163,6 @@ class FinetuneConfig(StageConfig):
                                                or self.learning_rate <= 0):
             problems.append(f"--learning-rate {self.learning_rate!r} must be a positive number")
         return problems
-
-
-def files_input(kind: str, paths: list[Path]) -> Manifest:
-    """Files that no ptk stage wrote (a model directory, task data) as an input manifest, so the
-    up-to-date check covers their content: a retrained model or edited data means a new fine-tune."""
-    shards = [ShardInfo(file=str(p), rows=0, tokens=0, sha256=file_sha256(p), bytes=p.stat().st_size,
-                        split="file") for p in paths]
-    return Manifest(stage=kind, config={}, config_hash="", inputs={}, shards=shards, stats={}, extra={})
 
 
 def seed_dir_name(seed: int) -> str:

@@ -10,12 +10,12 @@
 """
 
 from pretrain_cli.store.files import atomic_write_bytes, atomic_write_json, file_sha256
-from pretrain_cli.store.manifest import SCHEMA_VERSION, Manifest, ShardInfo, read_manifest
+from pretrain_cli.store.manifest import SCHEMA_VERSION, Manifest, ShardInfo, files_input, read_manifest
 from pretrain_cli.store.output import StageOutput, shard_name
 from pretrain_cli.store.shards import iter_shards, list_parts, read_shard
 
 __all__ = [
     "SCHEMA_VERSION", "Manifest", "ShardInfo", "StageOutput", "atomic_write_bytes",
-    "atomic_write_json", "file_sha256", "iter_shards", "list_parts", "read_manifest", "read_shard",
-    "shard_name",
+    "atomic_write_json", "file_sha256", "files_input", "iter_shards", "list_parts", "read_manifest",
+    "read_shard", "shard_name",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from pretrain_cli import __version__
 from pretrain_cli.errors import UserError
+from pretrain_cli.store.files import file_sha256
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -96,3 +97,12 @@ def read_manifest(directory: Path, stage: str) -> Manifest:
         raise UserError(f"{path}: schema version {version}, this ptk reads version {SCHEMA_VERSION}; "
                         f"rerun `ptk {stage}` with this ptk ({__version__})")
     return Manifest.from_json(record, Path(directory))
+
+
+def files_input(kind: str, paths: list[Path]) -> Manifest:
+    """Files that no ptk stage wrote (a model directory, task data, a pair file) as an input
+    manifest, so the up-to-date check covers their content: a retrained model or edited data means
+    a new run."""
+    shards = [ShardInfo(file=str(p), rows=0, tokens=0, sha256=file_sha256(p), bytes=p.stat().st_size,
+                        split="file") for p in paths]
+    return Manifest(stage=kind, config={}, config_hash="", inputs={}, shards=shards, stats={}, extra={})
