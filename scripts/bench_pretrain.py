@@ -80,6 +80,34 @@ def build_examples(args: argparse.Namespace) -> Path:
     return work / "examples"
 
 
+def apply_common(args: argparse.Namespace) -> None:
+    """--threads, and the step counts every bench_* script times the same way."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.warmup < 1 or args.steps <= args.warmup:
+        raise SystemExit("--steps must exceed --warmup, and --warmup must be at least 1")
+
+
+def step_clock() -> type:
+    """A TrainerCallback class that appends the time at each optimizer step's end to a list,
+    after the GPU has finished the step."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self, device: str, marks: list[float]) -> None:
+            self.device, self.marks = device, marks
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            self.marks.append(time.perf_counter())
+
+    return StepClock
+
+
 def resolved_precision(choice: str, device: str) -> str:
     """What --precision auto becomes, as ptk resolves it: bf16 on a CUDA GPU that has it, else fp32."""
     import torch
@@ -130,7 +158,6 @@ def run_hf(args: argparse.Namespace, examples: Path, train_set: Any, out: Path, 
         BertForPreTraining,
         DataCollatorForLanguageModeling,
         Trainer,
-        TrainerCallback,
         TrainingArguments,
     )
 
@@ -149,12 +176,6 @@ def run_hf(args: argparse.Namespace, examples: Path, train_set: Any, out: Path, 
 
     marks: list[float] = []
 
-    class StepClock(TrainerCallback):
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            marks.append(time.perf_counter())
-
     torch.manual_seed(0)
     model = BertForPreTraining(config)
     training = TrainingArguments(
@@ -166,7 +187,7 @@ def run_hf(args: argparse.Namespace, examples: Path, train_set: Any, out: Path, 
         torch_compile=args.compile, use_cpu=args.device == "cpu", save_strategy="no",
         logging_steps=args.steps, report_to="none", disable_tqdm=True, dataloader_num_workers=0, seed=0)
     trainer = Trainer(model=model, args=training, train_dataset=PairDataset(train_set), data_collator=collate,
-                      callbacks=[StepClock()])
+                      callbacks=[step_clock()(args.device, marks)])
     result = trainer.train()
     # the steps after the warmup ones trained micro-batches warmup × accum … steps × accum
     timed = batch_tokens[args.warmup * args.grad_accum:args.steps * args.grad_accum]
@@ -186,10 +207,7 @@ def main() -> None:
     from pretrain_cli.training.monitor import format_count, format_flops
 
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.warmup < 1 or args.steps <= args.warmup:
-        raise SystemExit("--steps must exceed --warmup, and --warmup must be at least 1")
+    apply_common(args)
     examples = args.examples or build_examples(args)
     upstream = read_manifest(examples, "mask")
     train_set = PairExamples.from_manifest(upstream, "train", upstream.extra["vocab_size"])

@@ -47,14 +47,13 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_pretrain import build_examples  # noqa: E402  (scripts/ is on the path of a script run from it)
+from bench_pretrain import apply_common, build_examples, step_clock  # noqa: E402  (scripts/ is on the path of a script run from it)
 
 SEED = 0
 DROPOUT = 0.1  # ptk's default, and BERT's; also the MiniLM's own
@@ -135,7 +134,7 @@ def run_peer(args: argparse.Namespace, init: Path, texts: list[str], out: Path, 
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from torch.utils.data import SequentialSampler
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
 
     batch_tokens: list[int] = []  # real tokens of each batch, in the order the collator builds them
 
@@ -151,12 +150,6 @@ def run_peer(args: argparse.Namespace, init: Path, texts: list[str], out: Path, 
         data_collator_class = CountingCollator
 
     marks: list[float] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            marks.append(time.perf_counter())
 
     def in_order(dataset: Any, batch_size: int, drop_last: bool, valid_label_columns: list[str] | None = None,
                  generator: torch.Generator | None = None, seed: int = 0) -> DefaultBatchSampler:
@@ -182,7 +175,7 @@ def run_peer(args: argparse.Namespace, init: Path, texts: list[str], out: Path, 
     trainer = CountingTrainer(model=model, args=training,
                               train_dataset=Dataset.from_dict({"anchor": texts, "positive": texts}),
                               loss=MultipleNegativesRankingLoss(model, scale=1 / args.temperature),
-                              callbacks=[StepClock()])
+                              callbacks=[step_clock()(args.device, marks)])
     trainer.remove_callback(PrinterCallback)  # its per-step log lines; the losses are read from the state
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -202,10 +195,7 @@ def main() -> None:
     from pretrain_cli.stages.pretrain import resolve_precision
 
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.warmup < 1 or args.steps <= args.warmup:
-        raise SystemExit("--steps must exceed --warmup, and --warmup must be at least 1")
+    apply_common(args)
     try:
         init = resolve_input(args.init)
         examples = args.examples or build_examples(args)
