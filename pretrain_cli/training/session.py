@@ -174,7 +174,7 @@ def _probe_memory(engine: Engine, batch: Batch, cfg: PretrainConfig, device: tor
         torch.cuda.empty_cache()
 
 
-def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, objective: str,
+def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, *, pair_task: bool, mlm: bool,
                   contrastive: Contrastive | None, dist: Dist, device: torch.device,
                   autocast_dtype: torch.dtype | None) -> tuple[Engine, list[str]]:
     """The model (the same initial weights on every process), wrapped for the processes, with its
@@ -183,8 +183,7 @@ def _build_engine(cfg: PretrainConfig, facts: ExampleFacts, init: Path | None, o
                                pad_token_id=int(facts.special_ids["pad"]), init=init, seed=cfg.seed,
                                dropout=cfg.dropout)
     # built before the per-process reseed below, so a projection head starts the same everywhere
-    loss_model = PretrainingLoss(model, pair_task=objective in ("mlm+nsp", "mlm+sop"),
-                                 mlm=objective != "simcse", contrastive=contrastive).to(device)
+    loss_model = PretrainingLoss(model, pair_task=pair_task, mlm=mlm, contrastive=contrastive).to(device)
     if dist.rank:  # the same weights everywhere, but each process its own dropout stream
         torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
     wrapped = wrap(loss_model, strategy=cfg.strategy, dist=dist, device=device)
@@ -225,20 +224,21 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
         remove_partial(out_dir)
 
     train_set = PairExamples.from_manifest(examples, "train", facts.vocab_size, seed=cfg.seed)
-    pair_task = objective in ("mlm+nsp", "mlm+sop")
+    pair_task, mlm = objective in ("mlm+nsp", "mlm+sop"), objective != "simcse"
     pad_id = int(facts.special_ids["pad"])
     pairs = contrastive = contrast = None
-    if "simcse" in objective:
+    if cfg.contrastive:
         if cfg.pairs is not None:
             pairs = ContrastPairs.from_file(cfg.pairs, facts.tokenizer_dir, facts.max_seq_length)
         contrastive = Contrastive(temperature=cfg.temperature, pooling=cfg.pooling,
                                   views=pairs.view_count if pairs else 1, group=distributed.side_group())
-        contrast = ContrastSource(mlm=objective == "mlm+simcse", pairs=pairs,
+        contrast = ContrastSource(mlm=mlm, pairs=pairs,
                                   pair_order=SampleOrder(len(pairs), cfg.seed) if pairs else None)
         if pairs is None and cfg.dropout == 0 and dist.is_main:
             say("pretrain: warning: --dropout 0 with unsupervised SimCSE makes each sentence's positive "
                 "identical to it; the loss then only pushes sentences apart")
-    engine, fresh = _build_engine(cfg, facts, init, objective, contrastive, dist, device, autocast_dtype)
+    engine, fresh = _build_engine(cfg, facts, init, pair_task=pair_task, mlm=mlm, contrastive=contrastive,
+                                  dist=dist, device=device, autocast_dtype=autocast_dtype)
     loss_model, model = engine.loss_model, engine.loss_model.model
     budget_s = budget_seconds(cfg.budget)
     warmup = warmup_steps(cfg.warmup_steps, cfg.max_steps) if not budget_s else 0
@@ -274,8 +274,9 @@ def train_session(cfg: PretrainConfig, examples: Manifest, facts: ExampleFacts, 
                 f"example {cursor['index']})")
     elif dist.is_main:
         shutil.rmtree(out_dir / "tb", ignore_errors=True)
-    _probe_memory(engine, probe_batch(train_set, contrast, cfg.micro_batch_size, pad_id), cfg, device,
-                  autocast_dtype)
+    if device.type == "cuda":  # the probe batch sorts every example by length: only where it is used
+        _probe_memory(engine, probe_batch(train_set, contrast, cfg.micro_batch_size, pad_id), cfg, device,
+                      autocast_dtype)
 
     mconf = model.config
     num_parameters = sum(p.numel() for p in model.parameters())
