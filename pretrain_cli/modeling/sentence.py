@@ -35,7 +35,8 @@ SENTENCE_CONFIG = "sentence_embedding.json"  # {"pooling": ..., "max_seq_length"
 HEAD_PREFIX = "projection."  # the training-only head's weight names in a loss module's state dict
 HEAD_FILE = "projection.safetensors"  # where checkpoints keep them, out of model.safetensors
 ST_CONFIG = "sentence_bert_config.json"  # sentence-transformers' record of the max length
-ST_POOLING = "1_Pooling/config.json"  # and of the pooling
+ST_POOLING_DIR = "1_Pooling"  # sentence-transformers' Pooling module
+ST_POOLING = f"{ST_POOLING_DIR}/config.json"  # its record of the pooling
 DEFAULT_MAX_LENGTH = 128  # tokens, for a model that records no length
 
 

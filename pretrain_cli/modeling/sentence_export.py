@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 
 from pretrain_cli import __version__
 from pretrain_cli.console import quiet_transformers
-from pretrain_cli.modeling.sentence import SENTENCE_CONFIG, ST_CONFIG
+from pretrain_cli.modeling.sentence import SENTENCE_CONFIG, ST_CONFIG, ST_POOLING, ST_POOLING_DIR
 from pretrain_cli.store import atomic_write_bytes, atomic_write_json
 
 if TYPE_CHECKING:
     from transformers import BertConfig
 
-POOLING_DIR = "1_Pooling"
 # The oldest sentence-transformers release that reads every key written here (similarity_fn_name
 # came in 3.0); a newer stamp would make older releases warn for nothing.
 ST_FORMAT_VERSION = "3.0.0"
@@ -55,10 +54,10 @@ def write_sentence_transformers(model_dir: Path, out: Path, *, pooling: str, max
     hidden = model.config.hidden_size
     atomic_write_json(out / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": POOLING_DIR, "type": "sentence_transformers.models.Pooling"},
+        {"idx": 1, "name": "1", "path": ST_POOLING_DIR, "type": "sentence_transformers.models.Pooling"},
     ])
     atomic_write_json(out / ST_CONFIG, {"max_seq_length": max_seq_length, "do_lower_case": False})
-    atomic_write_json(out / POOLING_DIR / "config.json", {
+    atomic_write_json(out / ST_POOLING, {
         "word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
         "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False,

@@ -141,12 +141,13 @@ def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manife
     from pretrain_cli.modeling.finetuned import model_files
     from pretrain_cli.modeling.sentence import (
         DEFAULT_MAX_LENGTH,
+        ST_POOLING_DIR,
         find_encoder,
         load_encoder,
         recorded_max_seq_length,
         sentence_files,
     )
-    from pretrain_cli.modeling.sentence_export import POOLING_DIR, write_sentence_transformers
+    from pretrain_cli.modeling.sentence_export import write_sentence_transformers
     from pretrain_cli.samples import resolve_input
 
     model_dir = find_encoder(resolve_input(cfg.run))[0]  # refuses what is not a BERT encoder
@@ -159,7 +160,7 @@ def export_sentence_transformers(cfg: ExportConfig, destination: Path) -> Manife
     # what the vectors depend on: the weights, the tokenizer and the recorded pooling and length
     sources = [*model_files(model_dir, weights=True), *sentence_files(model_dir)]
     out = StageOutput(cfg, destination, inputs={"model": files_input("model", sources)},
-                      owned=("model.safetensors", "*.json", "*.txt", "README.md", POOLING_DIR))
+                      owned=("model.safetensors", "*.json", "*.txt", "README.md", ST_POOLING_DIR))
     if (done := out.up_to_date()) is not None:
         return done
     write_sentence_transformers(model_dir, destination, pooling=pooling, max_seq_length=max_seq_length)
